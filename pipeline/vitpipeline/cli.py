@@ -1,0 +1,142 @@
+"""`vitpipeline`: run the pipeline, check a config, or run the offline demo."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from .config import ConfigError, PipelineConfig, dump_config, parse_config
+from .errors import PipelineError
+
+
+def load_config_file(path: str) -> PipelineConfig:
+    try:
+        text = Path(path).read_text()
+    except OSError as err:
+        raise ConfigError(f"--config: cannot read {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--config: {path} is not valid YAML: {err}") from None
+    # A ViTPipeline manifest works too: its spec.pipeline is the config.
+    if isinstance(data, dict) and data.get("kind") == "ViTPipeline":
+        data = (data.get("spec") or {}).get("pipeline")
+    return parse_config(data)
+
+
+def results_table(summary: dict) -> str:
+    c, m, t = summary["counts"], summary["metrics"], summary["timingsSeconds"]
+    rows = [
+        ("run", summary["runId"]),
+        ("images usable / read", f"{c['usable']} / {c['read']}"),
+        ("quarantined", str(c["quarantined"])),
+        ("converted to RGB", ", ".join(f"{k}: {v}" for k, v in c["converted"].items()) or "0"),
+        ("train / validation", f"{c['train']} / {c['validation']}"),
+        ("classes", str(c["classes"])),
+        ("eval accuracy", _fmt(m.get("accuracy"))),
+        ("prediction accuracy", _fmt(m.get("predictionAccuracy"))),
+        ("predictions", summary["predictionsUri"]),
+        ("checkpoint", summary["checkpointUri"]),
+        ("summary", summary["summaryUri"]),
+        ("wall time", f"{t['total']:.1f}s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def _run(config: PipelineConfig) -> int:
+    from .runner import run
+
+    summary = run(config)
+    print(results_table(summary))
+    return 0
+
+
+def load_config_b64(text: str) -> PipelineConfig:
+    """The form a RayJob entrypoint carries: base64 of the JSON config (no shell quoting)."""
+    try:
+        data = json.loads(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError) as err:
+        raise ConfigError(f"--config-b64: not base64-encoded JSON: {err}") from None
+    return parse_config(data)
+
+
+def encode_config_b64(config: PipelineConfig) -> str:
+    return base64.b64encode(json.dumps(dump_config(config), separators=(",", ":")).encode()).decode()
+
+
+def cmd_run(args) -> int:
+    if args.config_b64:
+        return _run(load_config_b64(args.config_b64))
+    return _run(load_config_file(args.config))
+
+
+def cmd_check(args) -> int:
+    config = load_config_file(args.config)
+    print(f"{args.config}: valid (run {config.run_id})")
+    return 0
+
+
+def cmd_schema(_args) -> int:
+    print(json.dumps(PipelineConfig.model_json_schema(by_alias=True), indent=2))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import demo_config, save_tiny_vit, write_digits
+
+    work = Path(args.workdir).resolve()
+    data, model = work / "digits", work / "tiny-vit"
+    if not data.exists():
+        print(f"[vitpipeline] writing demo images to {data}")
+        write_digits(data)
+    if not model.exists():
+        print(f"[vitpipeline] saving a tiny ViT to {model}")
+        save_tiny_vit(model)
+    cfg = demo_config(str(data), str(model), args.output or str(work / "output"), run_id=args.run_id)
+    return _run(parse_config(cfg))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vitpipeline", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run the pipeline from a config file (or a ViTPipeline manifest)")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--config", help="YAML or JSON config file")
+    group.add_argument("--config-b64", help="base64 of the JSON config (used by RayJob entrypoints)")
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("check", help="validate a config file and exit")
+    p.add_argument("--config", required=True)
+    p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("schema", help="print the config's JSON schema")
+    p.set_defaults(fn=cmd_schema)
+    p = sub.add_parser("demo", help="offline demo: digits images and a tiny ViT, on local Ray")
+    p.add_argument("--workdir", default="demo-data")
+    p.add_argument("--output", default=None)
+    p.add_argument("--run-id", default="demo")
+    p.set_defaults(fn=cmd_demo)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as err:
+        print(f"vitpipeline: invalid config: {err}", file=sys.stderr)
+        return 2
+    except PipelineError as err:
+        print(f"vitpipeline: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

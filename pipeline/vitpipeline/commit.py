@@ -1,0 +1,59 @@
+"""Committing a run: predictions first, then the summary, which marks the run finished."""
+
+from __future__ import annotations
+
+import json
+
+from .layout import RunLayout
+from .storage import Store
+
+SUMMARY_VERSION = 1
+
+
+def accuracy_of(true_labels, predicted_labels) -> float | None:
+    pairs = [(t, p) for t, p in zip(true_labels, predicted_labels) if t is not None]
+    if not pairs:
+        return None
+    return sum(t == p for t, p in pairs) / len(pairs)
+
+
+def build_summary(
+    *,
+    run_id: str,
+    layout: RunLayout,
+    counts: dict,
+    quarantined: list[dict],
+    class_names: list[str],
+    train_metrics: dict,
+    prediction_accuracy: float | None,
+    checkpoint_uri: str,
+    timings: dict,
+    sync: dict,
+) -> dict:
+    metrics = {k.removeprefix("eval_"): v for k, v in train_metrics.items() if k.startswith("eval_")}
+    if prediction_accuracy is not None:
+        metrics["predictionAccuracy"] = prediction_accuracy
+    return {
+        "version": SUMMARY_VERSION,
+        "runId": run_id,
+        "status": "Succeeded",
+        "classes": class_names,
+        "counts": counts,
+        "quarantined": quarantined,
+        "metrics": metrics,
+        "checkpointUri": checkpoint_uri,
+        "predictionsUri": layout.predictions,
+        "summaryUri": layout.summary,
+        "timingsSeconds": {k: round(v, 3) for k, v in timings.items()},
+        "training": sync,
+    }
+
+
+def write_summary(store: Store, layout: RunLayout, summary: dict) -> None:
+    store.write_bytes(layout.summary, json.dumps(summary, indent=2, sort_keys=True).encode())
+
+
+def read_summary(store: Store, layout: RunLayout) -> dict | None:
+    if not store.exists(layout.summary):
+        return None
+    return json.loads(store.read_bytes(layout.summary))

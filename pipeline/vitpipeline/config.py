@@ -1,0 +1,184 @@
+"""The pipeline's typed configuration: one model, camelCase on the wire.
+
+The ViTPipeline custom resource reuses `PipelineConfig` as the pipeline part of its spec, and
+the CRD's OpenAPI schema is generated from it, so every rule here is enforced both by the CLI
+and by the Kubernetes API server. This module imports nothing heavy (no torch, no ray).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+DEFAULT_MODEL = "google/vit-base-patch16-224-in21k"
+
+# A run id becomes an S3 prefix segment, a Ray Train run name and part of Kubernetes names.
+RUN_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _check_uri(value: str) -> str:
+    """A data or output location: an `s3://bucket/prefix` URI or a local path."""
+    if "://" in value:
+        if not re.match(S3_URI_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not a valid location: use s3://bucket/prefix or a local path"
+            )
+        if "@" in value.split("/", 3)[2]:
+            raise ValueError("credentials in a URI are not allowed; use a Secret reference")
+    elif not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Uri = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class Source(_Model):
+    """A folder of images. `label` names their class; without it the label comes from the
+    labels CSV or, failing that, from each image's parent folder name (ImageFolder layout)."""
+
+    uri: Uri
+    label: str | None = Field(default=None, min_length=1, max_length=128)
+
+    _uri = field_validator("uri")(_check_uri)
+
+
+class LabelsCsv(_Model):
+    """Labels joined to images by path, never by row position. A path is either the image's
+    full URI or its path relative to the source it was found in."""
+
+    uri: Uri
+    path_column: str = Field(default="path", min_length=1)
+    label_column: str = Field(default="label", min_length=1)
+
+    _uri = field_validator("uri")(_check_uri)
+
+
+class DataSpec(_Model):
+    sources: list[Source] = Field(min_length=1, max_length=256)
+    labels_csv: LabelsCsv | None = None
+    per_class_limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_label_source(self) -> DataSpec:
+        if self.labels_csv is not None:
+            for i, src in enumerate(self.sources):
+                if src.label is not None:
+                    raise ValueError(
+                        f"sources[{i}].label: not allowed together with labelsCsv "
+                        "(labels come from one place)"
+                    )
+        return self
+
+
+class ValidationSpec(_Model):
+    # Grayscale, RGBA, palette and CMYK images are converted to RGB, or dropped and counted.
+    non_rgb: Literal["convert", "drop"] = "convert"
+    # Smaller images are quarantined as "too small": they carry no usable signal.
+    min_side: int = Field(default=8, ge=1, le=4096)
+    # Decompression-bomb guard.
+    max_pixels: int = Field(default=64_000_000, ge=1)
+
+
+class ModelSpec(_Model):
+    """A Hugging Face Hub model id, or a local directory holding a saved model and processor."""
+
+    name: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=512)
+
+
+class SplitSpec(_Model):
+    validation_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    seed: int = Field(default=42, ge=0)
+
+
+class TrainingSpec(_Model):
+    num_workers: int = Field(default=2, ge=1, le=1024)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(default=1.0, gt=0.0, le=256)
+    epochs: float = Field(default=3.0, gt=0.0, le=1000)
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Per worker.")
+    learning_rate: float = Field(default=5e-5, gt=0.0, le=1.0)
+    weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
+    max_failures: int = Field(default=2, ge=0, le=100)
+
+
+class InferenceSpec(_Model):
+    batch_size: int = Field(default=64, ge=1, le=8192)
+    # Actor count; unset sizes the pool from the cluster's resources.
+    num_actors: int | None = Field(default=None, ge=1, le=1024)
+    use_gpu: bool = False
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # Images to predict; unset predicts the held-out validation split.
+    sources: list[Source] | None = Field(default=None, min_length=1, max_length=256)
+
+
+class OutputSpec(_Model):
+    """Where the run writes: `<uri>/<runId>/` holds checkpoints, predictions and summary."""
+
+    uri: Uri
+
+    _uri = field_validator("uri")(_check_uri)
+
+
+class StorageSpec(_Model):
+    """S3 connection settings. Credentials never appear here: they come from the standard AWS
+    environment (a Kubernetes Secret reference, or workload identity)."""
+
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^\s/@]+(:\d+)?/?$")
+    region: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,32}$")
+
+
+class PipelineConfig(_Model):
+    run_id: str = Field(min_length=1, max_length=63, pattern=RUN_ID_PATTERN)
+    data: DataSpec
+    model: ModelSpec = ModelSpec()
+    validation: ValidationSpec = ValidationSpec()
+    split: SplitSpec = SplitSpec()
+    training: TrainingSpec = TrainingSpec()
+    inference: InferenceSpec = InferenceSpec()
+    output: OutputSpec
+    storage: StorageSpec = StorageSpec()
+
+    @model_validator(mode="after")
+    def _gpu_precision(self) -> PipelineConfig:
+        if self.inference.precision != "fp32" and not self.inference.use_gpu:
+            raise ValueError("inference.precision bf16/fp16 needs inference.useGpu: true")
+        return self
+
+
+class ConfigError(ValueError):
+    """A bad configuration, with one line per problem naming the field."""
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_config(data: object) -> PipelineConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("config: expected a mapping of fields")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err)) from None
+
+
+def dump_config(config: PipelineConfig) -> dict:
+    return config.model_dump(by_alias=True, exclude_none=True, mode="json")

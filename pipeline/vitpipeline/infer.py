@@ -1,0 +1,57 @@
+"""Batch inference in Ray Data actors: one forward pass per batch, model loaded once per actor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def load_checkpoint_dir(checkpoint) -> str:
+    """A local directory holding the HF model saved by the training run."""
+    import os
+
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+
+    local = checkpoint.to_directory()
+    inner = os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
+    return inner if os.path.isdir(inner) else local
+
+
+class Predictor:
+    """Maps a batch of `pixel_values` to predicted labels and their softmax scores.
+
+    Built once per actor. On GPU it runs in the requested precision; every batch goes
+    through the model in one call under `torch.inference_mode()`.
+    """
+
+    def __init__(self, model_dir_or_checkpoint, use_gpu: bool = False, precision: str = "fp32", threads: int = 1):
+        import torch
+        from transformers import AutoModelForImageClassification
+
+        torch.set_num_threads(max(1, threads))
+        model_dir = (
+            model_dir_or_checkpoint
+            if isinstance(model_dir_or_checkpoint, str)
+            else load_checkpoint_dir(model_dir_or_checkpoint)
+        )
+        self._device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self._dtype = dtype if self._device.type == "cuda" else torch.float32
+        self._model = AutoModelForImageClassification.from_pretrained(model_dir, dtype=self._dtype)
+        self._model.to(self._device).eval()
+        self._labels = [self._model.config.id2label[i] for i in range(self._model.config.num_labels)]
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.as_tensor(np.asarray(batch["pixel_values"]), device=self._device).to(self._dtype)
+            probs = torch.softmax(self._model(pixel_values=x).logits.float(), dim=-1)
+            score, index = probs.max(dim=-1)
+        out = {
+            "path": batch["path"],
+            "predicted_label": np.array([self._labels[i] for i in index.cpu().tolist()], dtype=object),
+            "score": score.cpu().numpy().astype(np.float32),
+        }
+        if "label" in batch:
+            out["true_label"] = batch["label"]
+        return out

@@ -1,0 +1,78 @@
+"""Ingest: list the sources, attach labels by path, and read the bytes with Ray Data."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from .config import DataSpec, Source
+from .errors import InputError
+from .labels import ImageFile, Labeled, assign_labels, parse_labels_csv
+from .layout import is_s3
+from .resources import READ_CPUS
+from .storage import Store
+
+
+def list_images(store: Store, sources: list[Source], field: str = "data.sources") -> list[ImageFile]:
+    images: list[ImageFile] = []
+    for i, src in enumerate(sources):
+        try:
+            uris = store.list_files(src.uri)
+        except FileNotFoundError:
+            raise InputError(f"{field}[{i}].uri: {src.uri} does not exist") from None
+        except OSError as err:
+            raise InputError(f"{field}[{i}].uri: cannot list {src.uri}: {err}") from None
+        if not uris:
+            raise InputError(f"{field}[{i}].uri: {src.uri} holds no files")
+        images.extend(ImageFile(u, src.uri, src.label) for u in uris)
+    return images
+
+
+def load_labels(store: Store, data: DataSpec) -> dict[str, str] | None:
+    if data.labels_csv is None:
+        return None
+    spec = data.labels_csv
+    try:
+        text = store.read_bytes(spec.uri).decode("utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"data.labelsCsv.uri: {spec.uri} does not exist") from None
+    return parse_labels_csv(text, spec.path_column, spec.label_column)
+
+
+def labeled_images(store: Store, data: DataSpec) -> tuple[list[Labeled], list[str]]:
+    return assign_labels(list_images(store, data.sources), load_labels(store, data))
+
+
+class _AttachLabels:
+    """Turns the reader's filesystem path back into the URI and adds that URI's label."""
+
+    def __init__(self, labels: dict[str, str | None], scheme: str):
+        self._labels = labels
+        self._scheme = scheme
+
+    def __call__(self, batch: dict) -> dict:
+        uris = [self._scheme + str(p) for p in batch["path"]]
+        batch["path"] = np.array(uris, dtype=object)
+        batch["label"] = np.array([self._labels.get(u) for u in uris], dtype=object)
+        return batch
+
+
+def read_images(store: Store, items: list[tuple[str, str | None]]):
+    """A Ray Dataset of `bytes`, `path` (the URI) and `label` (None when unknown)."""
+    import ray
+
+    by_scheme: dict[str, list[str]] = defaultdict(list)
+    for uri, _ in items:
+        by_scheme["s3://" if is_s3(uri) else ""].append(uri)
+    labels = dict(items)
+    parts = []
+    for scheme, uris in sorted(by_scheme.items()):
+        fs, _ = store.resolve(uris[0])
+        paths = [store.resolve(u)[1] for u in uris]
+        ds = ray.data.read_binary_files(
+            paths, filesystem=fs, include_paths=True, num_cpus=READ_CPUS
+        )
+        attach = _AttachLabels(labels, scheme)
+        parts.append(ds.map_batches(attach, batch_format="numpy", num_cpus=READ_CPUS))
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])

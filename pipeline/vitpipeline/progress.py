@@ -1,0 +1,40 @@
+"""A small progress record at `<run>/progress.json`, replaced atomically and rate-limited,
+that the operator mirrors into the ViTPipeline's status while the run is active."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from .layout import RunLayout
+from .storage import Store
+
+
+class Progress:
+    def __init__(self, store: Store | None, layout: RunLayout, min_interval_s: float = 3.0, echo=print):
+        self._store = store
+        self._layout = layout
+        self._min_interval = min_interval_s
+        self._last_write = 0.0
+        self._echo = echo
+        self.record: dict = {"runId": layout.run_id, "stage": "starting"}
+
+    def stage(self, name: str, total: int | None = None) -> None:
+        self.record.update(stage=name, done=0, total=total)
+        self._echo(f"[vitpipeline] stage: {name}" + (f" ({total} items)" if total else ""))
+        self._write(force=True)
+
+    def update(self, **fields) -> None:
+        self.record.update(fields)
+        self._write(force=False)
+
+    def _write(self, force: bool) -> None:
+        now = time.time()
+        if self._store is None or (not force and now - self._last_write < self._min_interval):
+            return
+        self.record["updatedAt"] = now
+        try:
+            self._store.write_bytes(self._layout.progress, json.dumps(self.record).encode())
+            self._last_write = now
+        except OSError as err:  # progress is advisory: never fail the run for it
+            self._echo(f"[vitpipeline] could not write progress: {err}")

@@ -1,0 +1,98 @@
+"""Sizing Ray work to the cluster it runs on: pure planning plus a bounded wait.
+
+Actor pools that take every CPU starve the read tasks that feed them, and a pipeline then
+hangs with no error (the notebook's `ActorPoolStrategy(size=2)` on a 2-CPU machine). So
+reads get a reserved slice, the pools get the rest, and a request that no cluster of this
+shape can meet fails at once with the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from .config import PipelineConfig
+from .errors import ResourceError
+
+READ_CPUS = 0.5  # reads are I/O-bound; this slice keeps them running beside the pools
+
+
+@dataclass(frozen=True)
+class Pool:
+    actors: int
+    cpus: float  # per actor
+    gpus: float  # per actor
+
+    @property
+    def threads(self) -> int:
+        return max(1, math.ceil(self.cpus))
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    featurize: Pool
+    train_workers: int
+    infer: Pool
+
+
+def _cpu_pool(cpus: float, wanted: int | None) -> Pool:
+    spare = cpus - READ_CPUS
+    actors = wanted or max(1, math.floor(spare))
+    if spare <= 0 or actors > spare + 1e-9:
+        raise ResourceError(
+            f"inference.numActors={actors} needs {actors} CPUs plus {READ_CPUS} for reads; "
+            f"the Ray cluster has {cpus:g} CPUs"
+        )
+    return Pool(actors=actors, cpus=spare / actors, gpus=0)
+
+
+def plan_resources(cluster: dict, config: PipelineConfig) -> ResourcePlan:
+    cpus = float(cluster.get("CPU", 0))
+    gpus = float(cluster.get("GPU", 0))
+    if cpus < 1:
+        raise ResourceError(f"the Ray cluster has {cpus:g} CPUs; the pipeline needs at least 1")
+
+    t = config.training
+    need_cpu = t.num_workers * t.cpus_per_worker
+    if need_cpu > cpus + 1e-9:
+        raise ResourceError(
+            f"training.numWorkers={t.num_workers} x training.cpusPerWorker={t.cpus_per_worker:g} "
+            f"needs {need_cpu:g} CPUs; the Ray cluster has {cpus:g}"
+        )
+    if t.use_gpu and t.num_workers > gpus:
+        raise ResourceError(
+            f"training.useGpu with training.numWorkers={t.num_workers} needs {t.num_workers} GPUs; "
+            f"the Ray cluster has {gpus:g}"
+        )
+
+    inf = config.inference
+    if inf.use_gpu:
+        actors = inf.num_actors or int(gpus)
+        if gpus < 1 or actors > gpus:
+            raise ResourceError(
+                f"inference.useGpu with {actors or 1} actor(s) needs that many GPUs; "
+                f"the Ray cluster has {gpus:g}"
+            )
+        infer = Pool(actors=actors, cpus=min(1.0, (cpus - READ_CPUS) / actors), gpus=1)
+    else:
+        infer = _cpu_pool(cpus, inf.num_actors)
+
+    return ResourcePlan(featurize=_cpu_pool(cpus, None), train_workers=t.num_workers, infer=infer)
+
+
+def wait_for_plan(config: PipelineConfig, timeout_s: float, poll_s: float = 5.0) -> ResourcePlan:
+    """Plan against the live cluster, waiting up to `timeout_s` for workers still joining
+    (a RayJob's driver can start before its GPU workers are up)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return plan_resources(ray.cluster_resources(), config)
+        except ResourceError as err:
+            if time.monotonic() >= deadline:
+                if timeout_s > 0:
+                    raise ResourceError(f"{err} (waited {timeout_s:g}s for workers)") from None
+                raise
+            time.sleep(poll_s)

@@ -1,0 +1,226 @@
+"""The whole run, stage by stage: ingest → validate+featurize → split → train → infer → commit."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from contextlib import contextmanager
+
+import numpy as np
+import ray.data
+
+from . import commit, ingest, resources
+from .config import PipelineConfig
+from .errors import InputError, PipelineError
+from .featurize import Featurizer
+from .infer import Predictor
+from .labels import limit_per_class
+from .layout import RunLayout
+from .progress import Progress
+from .split import stratified_split
+from .storage import Store
+from .validate import OK
+
+FEATURIZE_BATCH = 64
+
+
+def model_available(name: str) -> bool:
+    """A local model directory, or a hub id whose config can be fetched (or is cached)."""
+    if os.path.isdir(name):
+        return os.path.exists(os.path.join(name, "config.json"))
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(name)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def check_writable(store: Store, layout: RunLayout) -> None:
+    try:
+        store.write_bytes(layout.write_probe, b"ok")
+        store.delete(layout.write_probe)
+    except OSError as err:
+        raise PipelineError(f"output.uri: cannot write to {layout.root}: {err}") from None
+
+
+def init_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = os.environ.get("RAY_ADDRESS")
+    # No address: an embedded single-machine Ray, never a stray cluster found on the host.
+    ray.init(address=address or "local", log_to_driver=True, logging_level="WARNING")
+
+
+@contextmanager
+def _timed(timings: dict, key: str):
+    start = time.perf_counter()
+    yield
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
+
+
+def _featurize(ds, config: PipelineConfig, pool: resources.Pool, model_name: str):
+    return ds.map_batches(
+        Featurizer,
+        fn_constructor_kwargs={"model_name": model_name, "validation": config.validation, "threads": pool.threads},
+        batch_size=FEATURIZE_BATCH,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        num_cpus=pool.cpus,
+    )
+
+
+def _predict(ds, config: PipelineConfig, pool: resources.Pool, checkpoint):
+    return ds.map_batches(
+        Predictor,
+        fn_constructor_kwargs={
+            "model_dir_or_checkpoint": checkpoint,
+            "use_gpu": config.inference.use_gpu,
+            "precision": config.inference.precision,
+            "threads": pool.threads,
+        },
+        batch_size=config.inference.batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        num_cpus=pool.cpus,
+        num_gpus=pool.gpus,
+    )
+
+
+def _with_split_labels(class_index: dict[str, int], keep: set[str]):
+    def fn(batch: dict) -> dict:
+        mask = np.array([p in keep for p in batch["path"]], dtype=bool)
+        return {
+            "pixel_values": batch["pixel_values"][mask],
+            "labels": np.array([class_index[x] for x in batch["label"][mask]], dtype=np.int64),
+            "path": batch["path"][mask],
+            "label": batch["label"][mask],
+        }
+
+    return fn
+
+
+def run(config: PipelineConfig, echo=print) -> dict:
+    store = Store(config.storage)
+    layout = RunLayout(config.output.uri, config.run_id)
+    done = commit.read_summary(store, layout)
+    if done is not None:
+        echo(f"[vitpipeline] run {config.run_id} already finished: {layout.summary}")
+        return done
+    check_writable(store, layout)
+    if not model_available(config.model.name):
+        raise PipelineError(
+            f"model.name: {config.model.name!r} is neither a local model directory nor a "
+            "Hugging Face Hub model that can be reached"
+        )
+
+    progress = Progress(store, layout, echo=echo)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    progress.stage("ingest")
+    with _timed(timings, "ingest"):
+        labeled, unlabeled = ingest.labeled_images(store, config.data)
+        labeled = limit_per_class(labeled, config.data.per_class_limit, config.split.seed)
+        if not labeled:
+            raise InputError("data: no labeled images found (check data.sources and data.labelsCsv)")
+
+    init_ray()
+    wait_s = float(os.environ.get("VITPIPELINE_RESOURCE_WAIT_SECONDS", "0"))
+    plan = resources.wait_for_plan(config, wait_s)
+
+    progress.stage("featurize", total=len(labeled))
+    with _timed(timings, "featurize"):
+        raw = ingest.read_images(store, [(x.uri, x.label) for x in labeled])
+        featurized = _featurize(raw, config, plan.featurize, config.model.name).materialize()
+        meta = featurized.select_columns(["path", "label", "reason", "mode"]).to_pandas()
+
+    usable = meta[meta["reason"] == OK]
+    bad = meta[meta["reason"] != OK]
+    quarantined = [{"path": p, "reason": r} for p, r in zip(bad["path"], bad["reason"])]
+    converted = Counter(m for m in usable["mode"] if m != "RGB")
+    counts = {
+        "listed": len(labeled) + len(unlabeled),
+        "unlabeled": len(unlabeled),
+        "read": len(meta),
+        "usable": len(usable),
+        "quarantined": len(bad),
+        "converted": dict(sorted(converted.items())),
+    }
+    echo(f"[vitpipeline] {len(usable)} usable images, {len(bad)} quarantined, {sum(converted.values())} converted to RGB")
+    if usable.empty:
+        reasons = "; ".join(f"{q['path']}: {q['reason']}" for q in quarantined[:3])
+        raise InputError(f"data: no usable images among {len(meta)} files ({reasons})")
+
+    progress.stage("split")
+    class_names = sorted(set(usable["label"]))  # classes that kept at least one image
+    class_index = {c: i for i, c in enumerate(class_names)}
+    train_paths, valid_paths = stratified_split(
+        list(zip(usable["path"], usable["label"])), config.split.validation_fraction, config.split.seed
+    )
+    if not valid_paths or not train_paths:
+        raise InputError(f"data: {len(usable)} usable image(s) are too few to split into training and validation")
+    counts.update(train=len(train_paths), validation=len(valid_paths), classes=len(class_names))
+    # Materialized so that training needs no CPU for data tasks while its workers hold
+    # every CPU (otherwise the workers wait on data that can never be produced).
+    train_ds = featurized.map_batches(_with_split_labels(class_index, train_paths), batch_format="numpy").materialize()
+    valid_ds = featurized.map_batches(_with_split_labels(class_index, valid_paths), batch_format="numpy").materialize()
+
+    progress.stage("train", total=None)
+    from .train import fit, make_plan
+
+    with _timed(timings, "train"):
+        tplan = make_plan(config, class_names, len(train_paths), plan.train_workers)
+        fs, storage_path = store.resolve(layout.checkpoints)
+        result = fit(
+            tplan,
+            train_ds,
+            valid_ds,
+            storage_path=storage_path,
+            storage_fs=fs,
+            run_name="train",
+            max_failures=config.training.max_failures,
+        )
+    checkpoint_uri = ("s3://" if layout.root.startswith("s3://") else "") + result.checkpoint.path
+
+    progress.stage("infer", total=len(valid_paths) if config.inference.sources is None else None)
+    with _timed(timings, "infer"):
+        if config.inference.sources is None:
+            to_predict = valid_ds
+        else:
+            images = ingest.list_images(store, config.inference.sources, "inference.sources")
+            raw = ingest.read_images(store, [(i.uri, i.source_label) for i in images])
+            to_predict = _featurize(raw, config, plan.featurize, config.model.name).filter(
+                lambda row: row["reason"] == OK
+            )
+        predictions = _predict(to_predict, config, plan.infer, result.checkpoint)
+        fs, pred_path = store.resolve(layout.predictions)
+        store.delete_tree(layout.predictions)  # a retried attempt replaces, never appends
+        predictions.write_parquet(pred_path, filesystem=fs)
+        written = ray.data.read_parquet(pred_path, filesystem=fs).to_pandas()
+
+    progress.stage("commit")
+    pred_accuracy = None
+    if "true_label" in written:
+        pred_accuracy = commit.accuracy_of(list(written["true_label"]), list(written["predicted_label"]))
+    counts["predicted"] = len(written)
+    timings["total"] = time.perf_counter() - start
+    summary = commit.build_summary(
+        run_id=config.run_id,
+        layout=layout,
+        counts=counts,
+        quarantined=quarantined,
+        class_names=class_names,
+        train_metrics=result.metrics,
+        prediction_accuracy=pred_accuracy,
+        checkpoint_uri=checkpoint_uri,
+        timings=timings,
+        sync=result.sync,
+    )
+    commit.write_summary(store, layout, summary)
+    progress.update(stage="done", done=1, total=1)
+    return summary

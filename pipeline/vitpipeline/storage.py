@@ -1,0 +1,109 @@
+"""Reading and writing `s3://` URIs and local paths through one pyarrow filesystem API.
+
+Ray Data and Ray Train take the same filesystem objects, so the endpoint, region and retry
+policy are decided here once. Credentials come from the standard AWS environment only.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from urllib.parse import urlparse
+
+import pyarrow.fs as pafs
+
+from .config import StorageSpec
+from .layout import is_s3
+
+
+def _endpoint(storage: StorageSpec) -> str | None:
+    return (
+        storage.endpoint_url
+        or os.environ.get("AWS_ENDPOINT_URL_S3")
+        or os.environ.get("AWS_ENDPOINT_URL")
+    )
+
+
+def s3_filesystem(storage: StorageSpec) -> pafs.S3FileSystem:
+    kwargs: dict = {
+        "region": storage.region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1",
+        # Transient S3 errors (throttling, 5xx, resets) are retried with backoff.
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=6),
+    }
+    endpoint = _endpoint(storage)
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs["endpoint_override"] = parsed.netloc
+        kwargs["scheme"] = parsed.scheme or "https"
+    return pafs.S3FileSystem(**kwargs)
+
+
+class Store:
+    """One place to read and write a run's files, whatever the URI scheme."""
+
+    def __init__(self, storage: StorageSpec):
+        self._storage = storage
+        self._s3: pafs.S3FileSystem | None = None
+        self._local = pafs.LocalFileSystem()
+
+    def resolve(self, uri: str) -> tuple[pafs.FileSystem, str]:
+        if is_s3(uri):
+            if self._s3 is None:
+                self._s3 = s3_filesystem(self._storage)
+            return self._s3, uri[len("s3://") :].rstrip("/")
+        return self._local, os.path.abspath(uri)
+
+    def list_files(self, uri: str) -> list[str]:
+        """Every file under `uri`, recursively, as full URIs in sorted order."""
+        fs, path = self.resolve(uri)
+        info = fs.get_file_info(path)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(uri)
+        if info.type == pafs.FileType.File:
+            return [uri]
+        selector = pafs.FileSelector(path, recursive=True)
+        prefix = "s3://" if is_s3(uri) else ""
+        out = []
+        for entry in fs.get_file_info(selector):
+            name = posixpath.basename(entry.path)
+            if entry.type == pafs.FileType.File and not name.startswith("."):
+                out.append(prefix + entry.path)
+        return sorted(out)
+
+    def exists(self, uri: str) -> bool:
+        fs, path = self.resolve(uri)
+        return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+    def read_bytes(self, uri: str) -> bytes:
+        fs, path = self.resolve(uri)
+        with fs.open_input_stream(path) as f:
+            return f.read()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        """Replace `uri` atomically: a reader sees the old object or the new one, never a part.
+
+        An S3 PUT is atomic already; a local file is written beside and renamed over.
+        """
+        fs, path = self.resolve(uri)
+        if fs is self._local:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+            return
+        with fs.open_output_stream(path) as f:
+            f.write(data)
+
+    def delete(self, uri: str) -> None:
+        fs, path = self.resolve(uri)
+        fs.delete_file(path)
+
+    def delete_tree(self, uri: str) -> None:
+        fs, path = self.resolve(uri)
+        if fs.get_file_info(path).type == pafs.FileType.Directory:
+            fs.delete_dir(path)

@@ -1,0 +1,1 @@
+"""Local Kubernetes control plane for tests (see README.md)."""
