@@ -29,12 +29,13 @@ class _Model(BaseModel):
 def _check_uri(value: str) -> str:
     """A data or output location: an `s3://bucket/prefix` URI or a local path."""
     if "://" in value:
+        if "@" in value.split("/", 3)[2]:
+            # The value is not echoed: it may hold a secret.
+            raise ValueError("credentials in a URI are not allowed; use a Secret reference")
         if not re.match(S3_URI_PATTERN, value):
             raise ValueError(
                 f"{value!r} is not a valid location: use s3://bucket/prefix or a local path"
             )
-        if "@" in value.split("/", 3)[2]:
-            raise ValueError("credentials in a URI are not allowed; use a Secret reference")
     elif not value.strip():
         raise ValueError("must not be empty")
     return value
@@ -163,7 +164,7 @@ class ConfigError(ValueError):
 def describe_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in e["loc"]).lstrip(".") or "<root>"
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"

@@ -101,7 +101,7 @@ def demo_config(data_dir: str, model_dir: str, output_dir: str, run_id: str = "d
         "data": {"sources": [{"uri": data_dir}]},
         "model": {"name": model_dir},
         "split": {"validationFraction": 0.2, "seed": 7},
-        "training": {"numWorkers": 2, "epochs": 6, "batchSize": 32, "learningRate": 3e-3},
+        "training": {"numWorkers": 2, "epochs": 20, "batchSize": 32, "learningRate": 1.5e-3},
         "inference": {"batchSize": 128},
         "output": {"uri": output_dir},
     }

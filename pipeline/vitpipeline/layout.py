@@ -47,6 +47,10 @@ class RunLayout:
         return join(self.root, "progress.json")
 
     @property
+    def training_record(self) -> str:
+        return join(self.root, "training.json")
+
+    @property
     def driver_log(self) -> str:
         return join(self.root, "logs", "driver.log")
 

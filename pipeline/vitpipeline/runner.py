@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -135,7 +137,11 @@ def run(config: PipelineConfig, echo=print) -> dict:
 
     progress.stage("featurize", total=len(labeled))
     with _timed(timings, "featurize"):
-        raw = ingest.read_images(store, [(x.uri, x.label) for x in labeled])
+        # Listings come sorted, i.e. class by class; a seeded shuffle of the read order keeps
+        # every block (and so every training batch) a mix of classes.
+        order = [(x.uri, x.label) for x in labeled]
+        random.Random(config.split.seed).shuffle(order)
+        raw = ingest.read_images(store, order)
         featurized = _featurize(raw, config, plan.featurize, config.model.name).materialize()
         meta = featurized.select_columns(["path", "label", "reason", "mode"]).to_pandas()
 
@@ -174,7 +180,7 @@ def run(config: PipelineConfig, echo=print) -> dict:
     from .train import fit, make_plan
 
     with _timed(timings, "train"):
-        tplan = make_plan(config, class_names, len(train_paths), plan.train_workers)
+        tplan = make_plan(config, class_names, len(train_paths), plan.train_workers, layout.training_record)
         fs, storage_path = store.resolve(layout.checkpoints)
         result = fit(
             tplan,
@@ -219,7 +225,7 @@ def run(config: PipelineConfig, echo=print) -> dict:
         prediction_accuracy=pred_accuracy,
         checkpoint_uri=checkpoint_uri,
         timings=timings,
-        sync=result.sync,
+        sync=json.loads(store.read_bytes(layout.training_record)),
     )
     commit.write_summary(store, layout, summary)
     progress.update(stage="done", done=1, total=1)

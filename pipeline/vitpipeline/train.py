@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 
-from .config import PipelineConfig
+from .config import PipelineConfig, StorageSpec
 
 
 @dataclass(frozen=True)
@@ -30,10 +30,14 @@ class TrainPlan:
     # Steps are derived here so that every worker agrees on them.
     steps_per_epoch: int
     max_steps: int
+    sync_uri: str = ""  # where rank 0 records the workers' weight digests after training
+    storage: StorageSpec = StorageSpec()
     fail_at_step: int | None = None  # test hook: one worker raises once at this step
 
 
-def make_plan(config: PipelineConfig, class_names: list[str], num_train: int, num_workers: int) -> TrainPlan:
+def make_plan(
+    config: PipelineConfig, class_names: list[str], num_train: int, num_workers: int, sync_uri: str
+) -> TrainPlan:
     t = config.training
     # Ray splits the shard evenly; each worker sees num_train // num_workers rows per epoch.
     per_worker = max(1, num_train // num_workers)
@@ -52,6 +56,8 @@ def make_plan(config: PipelineConfig, class_names: list[str], num_train: int, nu
         cpus_per_worker=t.cpus_per_worker,
         steps_per_epoch=steps_per_epoch,
         max_steps=max(1, math.ceil(steps_per_epoch * t.epochs)),
+        sync_uri=sync_uri,
+        storage=config.storage,
         fail_at_step=int(fail) if fail else None,
     )
 
@@ -178,14 +184,19 @@ def train_loop(plan: TrainPlan) -> None:
     if dist.is_available() and dist.is_initialized():
         digests = [None] * dist.get_world_size()
         dist.all_gather_object(digests, digest)
-    ray.train.report(
-        {
+    if ctx.get_world_rank() == 0:
+        import json
+
+        from .storage import Store
+
+        record = {
             "weights_digests": digests,
             "ddp": type(trainer.model_wrapped).__name__,
             "resumed_from_step": _step_of(resume_from),
             "final_step": trainer.state.global_step,
+            "world_size": ctx.get_world_size(),
         }
-    )
+        Store(plan.storage).write_bytes(plan.sync_uri, json.dumps(record).encode())
 
 
 def _step_of(path: str | None) -> int | None:
@@ -204,7 +215,6 @@ def _step_of(path: str | None) -> int | None:
 class TrainResult:
     checkpoint: object  # ray.train.Checkpoint
     metrics: dict
-    sync: dict
 
 
 def fit(plan: TrainPlan, train_ds, valid_ds, storage_path: str, storage_fs, run_name: str, max_failures: int) -> TrainResult:
@@ -234,16 +244,10 @@ def fit(plan: TrainPlan, train_ds, valid_ds, storage_path: str, storage_fs, run_
     result = trainer.fit()
     if result.error is not None:
         raise result.error
-    best = result.checkpoint
+    # Inference uses the checkpoint with the best validation accuracy, and the summary
+    # reports that checkpoint's metrics.
+    best, metrics = result.checkpoint, dict(result.metrics or {})
     if result.best_checkpoints:
-        best = max(result.best_checkpoints, key=lambda c: c[1].get("eval_accuracy", -1))[0]
-    history = {}
-    for _, metrics in result.best_checkpoints or []:
-        history = metrics
-    final = result.metrics or {}
-    eval_metrics = {k: v for k, v in history.items() if k.startswith("eval_") or k in ("epoch", "step")}
-    return TrainResult(
-        checkpoint=best,
-        metrics=eval_metrics,
-        sync={k: final.get(k) for k in ("weights_digests", "ddp", "resumed_from_step", "final_step")},
-    )
+        best, metrics = max(result.best_checkpoints, key=lambda c: c[1].get("eval_accuracy", -1))
+    kept = {k: v for k, v in metrics.items() if k.startswith("eval_") or k in ("epoch", "step")}
+    return TrainResult(checkpoint=best, metrics=kept)

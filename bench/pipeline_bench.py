@@ -1,0 +1,93 @@
+"""`make bench`: this pipeline against the notebook's approach, same machine, same run, same
+images. Each measurement runs in its own process; peak memory is the summed RSS of that
+process's whole tree (driver, GCS, raylet and every Ray worker), sampled every 0.25 s."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from .images import PHOTOS, save_bench_model, write_images
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache" / "bench"
+
+
+def tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(name: str, images: Path, model: str, timeout: float) -> dict:
+    out = tempfile.mkdtemp(prefix=f"bench-{name}-")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.variants", name, str(images), model, out],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    ps = psutil.Process(proc.pid)
+    peak, start = 0, time.monotonic()
+    while proc.poll() is None:
+        peak = max(peak, tree_rss(ps))
+        if time.monotonic() - start > timeout:
+            for child in ps.children(recursive=True):
+                child.kill()
+            proc.kill()
+            return {"name": name, "error": f"timed out after {timeout:.0f}s (deadlock?)", "peak_rss_mib": peak / 2**20}
+        time.sleep(0.25)
+    lines = [l for l in proc.stdout.read().splitlines() if l.startswith("BENCH ")]
+    if proc.returncode != 0 or not lines:
+        return {"name": name, "error": f"exit {proc.returncode}", "peak_rss_mib": peak / 2**20}
+    result = json.loads(lines[-1][6:])
+    result.update(name=name, peak_rss_mib=peak / 2**20, rate=result["items"] / result["seconds"])
+    return result
+
+
+def main() -> int:
+    count = int(os.environ.get("BENCH_IMAGES", "2000"))
+    timeout = float(os.environ.get("BENCH_TIMEOUT", "1800"))
+    images = write_images(CACHE / f"images-{count}", count)
+    model = save_bench_model(CACHE / "bench-vit", num_labels=len(PHOTOS))
+    print(f"{count} images of 500x375 under {images}; model {model}; {os.cpu_count()} CPUs")
+    results = {}
+    for name in ["featurize-ours", "featurize-baseline", "infer-ours", "infer-baseline", "e2e-ours", "e2e-baseline"]:
+        r = measure(name, images, model, timeout)
+        results[name] = r
+        if "error" in r:
+            print(f"{name:20s} FAILED: {r['error']} (peak {r['peak_rss_mib']:.0f} MiB)")
+        else:
+            print(f"{name:20s} {r['seconds']:8.1f}s  {r['rate']:7.1f} images/s  peak tree RSS {r['peak_rss_mib']:6.0f} MiB")
+
+    def ratio(kind: str, field: str, inverse: bool = False):
+        a, b = results[f"{kind}-ours"], results[f"{kind}-baseline"]
+        if "error" in a or "error" in b:
+            return None
+        return b[field] / a[field] if inverse else a[field] / b[field]
+
+    print("\nratios (ours vs notebook baseline, same run):")
+    for label, value in [
+        ("featurize images/s", ratio("featurize", "rate")),
+        ("inference images/s", ratio("infer", "rate")),
+        ("end-to-end speed-up", ratio("e2e", "seconds", inverse=True)),
+        ("end-to-end peak memory", ratio("e2e", "peak_rss_mib")),
+    ]:
+        print(f"  {label:24s} {'n/a' if value is None else f'{value:.2f}x'}")
+    (CACHE / "last.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

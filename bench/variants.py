@@ -1,0 +1,99 @@
+"""One benchmark measurement per process: `python -m bench.variants NAME IMAGES MODEL OUT`.
+Prints one JSON line with the measured seconds and item count."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _labeled(images: str):
+    files = sorted(str(p) for p in Path(images).rglob("*.jpg"))
+    return [(f, f.split("/")[-2]) for f in files]
+
+
+def _config(images: str, model: str, out: str, run_id: str):
+    from vitpipeline.config import parse_config
+
+    return parse_config(
+        {
+            "runId": run_id,
+            "data": {"sources": [{"uri": images}]},
+            "model": {"name": model},
+            "training": {"numWorkers": 2, "epochs": 1, "batchSize": 32},
+            "inference": {"batchSize": 64},
+            "output": {"uri": out},
+        }
+    )
+
+
+def main(name: str, images: str, model: str, out: str) -> dict:
+    import ray
+
+    from vitpipeline import resources, runner
+    from vitpipeline.ingest import read_images
+    from vitpipeline.storage import Store
+
+    from . import notebook_baseline as nb
+
+    items = _labeled(images)
+    classes = sorted({label for _, label in items})
+    cfg = _config(images, model, out, name)
+    if name == "e2e-ours":
+        start = time.perf_counter()
+        summary = runner.run(cfg, echo=lambda *_: None)
+        return {"seconds": time.perf_counter() - start, "items": summary["counts"]["read"], "accuracy": summary["metrics"].get("predictionAccuracy")}
+
+    runner.init_ray()
+    plan = resources.plan_resources(ray.cluster_resources(), cfg)
+    store = Store(cfg.storage)
+    start = time.perf_counter()
+    if name == "featurize-ours":
+        n = runner._featurize(read_images(store, items), cfg, plan.featurize, model).materialize().count()
+    elif name == "featurize-baseline":
+        n = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}).materialize().count()
+    elif name == "infer-ours":
+        feats = runner._featurize(read_images(store, items), cfg, plan.featurize, model)
+        n = runner._predict(feats, cfg, plan.infer, model).materialize().count()
+    elif name == "infer-baseline":
+        n = nb.infer(images, model).materialize().count()
+    elif name == "e2e-baseline":
+        n = _notebook_end_to_end(images, model, out, classes)
+    else:
+        raise SystemExit(f"unknown variant {name}")
+    return {"seconds": time.perf_counter() - start, "items": n}
+
+
+def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str]) -> int:
+    """The notebook's flow, materialized before training so that it can finish at all on two
+    CPUs (unmaterialized, its training deadlocks waiting for data tasks)."""
+    import ray
+
+    from vitpipeline.config import StorageSpec
+    from vitpipeline.train import TrainPlan, fit
+
+    from . import notebook_baseline as nb
+
+    feats = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}).materialize()
+    train, valid = feats.train_test_split(test_size=0.2)
+    train, valid = train.materialize(), valid.materialize()
+    n_train = train.count()
+    steps = max(1, n_train // 2 // 32)
+    plan = TrainPlan(
+        model=model, class_names=classes, num_train=n_train, num_workers=2, batch_size=32, epochs=1.0,
+        learning_rate=5e-5, weight_decay=0.0, use_gpu=False, cpus_per_worker=1.0, steps_per_epoch=steps,
+        max_steps=steps, sync_uri=str(Path(out) / "baseline-training.json"), storage=StorageSpec(),
+    )
+    fit(plan, train, valid, storage_path=str(Path(out) / "baseline-ckpt"), storage_fs=None, run_name="baseline", max_failures=0)
+    # The notebook re-reads held-out images and classifies them one at a time.
+    n_valid = valid.count()
+    files = sorted(str(p) for p in Path(images).rglob("*.jpg"))[-n_valid:]
+    return nb.read(files).map_batches(
+        nb.NotebookClassifier, fn_constructor_args=(model,), compute=ray.data.ActorPoolStrategy(size=nb.POOL), batch_size=64
+    ).materialize().count() + feats.count()
+
+
+if __name__ == "__main__":
+    print("BENCH " + json.dumps(main(*sys.argv[1:5])), flush=True)

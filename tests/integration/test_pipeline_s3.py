@@ -1,0 +1,157 @@
+"""The whole pipeline on local Ray, reading images from and writing results to s3:// on a
+real S3-protocol server on loopback."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+
+from helpers import keys, read_json, run_cli
+from support.s3server import upload_tree
+from vitpipeline.demo import NAMES, save_tiny_vit, write_digits
+
+# Chance is 0.10 over ten classes. The same tiny ViT reaches ~0.95 on this split when trained
+# in one process for 15 epochs; 0.70 leaves room for run-to-run variation under DDP while
+# still failing for a model that learned nothing or labels that were scrambled.
+MIN_ACCURACY = 0.70
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory, s3):
+    root = tmp_path_factory.mktemp("digits")
+    written = write_digits(root / "digits")
+    model = save_tiny_vit(root / "tiny-vit")
+    client = s3.client()
+    for bucket in ("data", "runs"):
+        client.create_bucket(Bucket=bucket)
+    upload_tree(client, str(root / "digits"), "data", "digits")
+    return {"root": root, "written": written, "model": model}
+
+
+@pytest.fixture(scope="module")
+def full_run(digits, s3, tmp_path_factory):
+    config = {
+        "runId": "digits-full",
+        "data": {"sources": [{"uri": "s3://data/digits"}]},
+        "model": {"name": digits["model"]},
+        "split": {"validationFraction": 0.2, "seed": 7},
+        "training": {"numWorkers": 2, "epochs": 20, "batchSize": 32, "learningRate": 1.5e-3},
+        "inference": {"batchSize": 128},
+        "output": {"uri": "s3://runs/out"},
+    }
+    proc = run_cli(tmp_path_factory.mktemp("cfg"), config, s3)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = read_json(s3, "runs", "out/digits-full/summary.json")
+    return {"proc": proc, "summary": summary, "config": config}
+
+
+def predictions(s3, prefix: str):
+    client = s3.client()
+    tables = []
+    for key in keys(s3, "runs", prefix):
+        if key.endswith(".parquet"):
+            body = client.get_object(Bucket="runs", Key=key)["Body"].read()
+            tables.append(pq.read_table(io.BytesIO(body)).to_pandas())
+    import pandas as pd
+
+    return pd.concat(tables, ignore_index=True)
+
+
+def test_every_prediction_carries_its_own_folder_label(full_run, s3):
+    df = predictions(s3, "out/digits-full/predictions/")
+    assert len(df) == full_run["summary"]["counts"]["validation"] == full_run["summary"]["counts"]["predicted"]
+    folder = df["path"].str.split("/").str[-2]
+    assert (df["true_label"] == folder).all()
+    assert df["score"].between(0, 1).all()
+
+
+def test_held_out_accuracy(full_run, s3):
+    df = predictions(s3, "out/digits-full/predictions/")
+    accuracy = (df["true_label"] == df["predicted_label"]).mean()
+    assert accuracy >= MIN_ACCURACY
+    assert full_run["summary"]["metrics"]["predictionAccuracy"] == pytest.approx(accuracy)
+    assert full_run["summary"]["metrics"]["accuracy"] >= MIN_ACCURACY
+
+
+def test_validation_holds_every_class(full_run, s3):
+    df = predictions(s3, "out/digits-full/predictions/")
+    assert set(df["true_label"]) == set(NAMES)
+    assert full_run["summary"]["classes"] == sorted(NAMES)
+
+
+def test_quarantined_files_are_listed(full_run, digits):
+    summary = full_run["summary"]
+    listed = {q["path"].split("/digits/")[1]: q["reason"] for q in summary["quarantined"]}
+    expected = {os.path.relpath(p, digits["root"] / "digits") for p in digits["written"]["corrupt"]}
+    assert set(listed) == expected
+    assert "too small" in listed["two/tiny.png"]
+    assert summary["counts"]["quarantined"] == 3
+
+
+def test_grayscale_and_other_modes_were_converted(full_run, digits):
+    from PIL import Image
+
+    modes = Counter(Image.open(p).mode for p in digits["written"]["converted"])
+    assert modes["L"] > 0
+    assert full_run["summary"]["counts"]["converted"] == dict(modes)
+    assert full_run["summary"]["counts"]["usable"] == len(digits["written"]["rgb"]) + len(digits["written"]["converted"])
+
+
+def test_training_was_data_parallel_and_in_sync(full_run):
+    sync = full_run["summary"]["training"]
+    assert sync["ddp"] == "DistributedDataParallel"
+    digests = sync["weights_digests"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+
+
+def test_checkpoints_and_summary_order(full_run, s3):
+    client = s3.client()
+    ckpt = full_run["summary"]["checkpointUri"]
+    assert ckpt.startswith("s3://runs/out/digits-full/checkpoints/")
+    ckpt_keys = keys(s3, "runs", ckpt.removeprefix("s3://runs/"))
+    assert any(k.endswith("model.safetensors") for k in ckpt_keys)
+    summary_time = client.head_object(Bucket="runs", Key="out/digits-full/summary.json")["LastModified"]
+    for key in keys(s3, "runs", "out/digits-full/predictions/"):
+        assert client.head_object(Bucket="runs", Key=key)["LastModified"] <= summary_time
+    assert not any(k.endswith(".write-probe") for k in keys(s3, "runs", "out/digits-full/"))
+
+
+def test_finished_run_is_not_redone(full_run, s3, tmp_path):
+    before = s3.client().head_object(Bucket="runs", Key="out/digits-full/summary.json")["ETag"]
+    proc = run_cli(tmp_path, full_run["config"], s3)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "already finished" in proc.stdout
+    assert s3.client().head_object(Bucket="runs", Key="out/digits-full/summary.json")["ETag"] == before
+
+
+def test_labels_csv_joined_by_path(digits, s3, tmp_path):
+    """Labels from a CSV listed in reverse order of the files: a positional zip would scramble
+    them; a join by path keeps each image's own label."""
+    client = s3.client()
+    files = sorted(k for k in keys(s3, "data", "digits/") if k.endswith((".jpg", ".png")))
+    rows = [(k.removeprefix("digits/"), k.split("/")[1]) for k in files if "/0" in k]
+    csv = "image,digit\n" + "".join(f"{p},{label}\n" for p, label in reversed(rows))
+    client.put_object(Bucket="data", Key="labels/digits.csv", Body=csv.encode())
+    config = {
+        "runId": "digits-csv",
+        "data": {
+            "sources": [{"uri": "s3://data/digits"}],
+            "labelsCsv": {"uri": "s3://data/labels/digits.csv", "pathColumn": "image", "labelColumn": "digit"},
+            "perClassLimit": 12,
+        },
+        "model": {"name": digits["model"]},
+        "training": {"numWorkers": 1, "epochs": 1, "batchSize": 16},
+        "output": {"uri": "s3://runs/out"},
+    }
+    proc = run_cli(tmp_path, config, s3)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = read_json(s3, "runs", "out/digits-csv/summary.json")
+    assert summary["counts"]["unlabeled"] == len(keys(s3, "data", "digits/")) - len(rows)
+    df = predictions(s3, "out/digits-csv/predictions/")
+    expected = dict(rows)
+    assert len(df) > 0
+    assert all(expected[p.split("/digits/")[1]] == t for p, t in zip(df["path"], df["true_label"]))

@@ -1,0 +1,52 @@
+import pytest
+
+from vitpipeline.config import parse_config
+from vitpipeline.errors import ResourceError
+from vitpipeline.resources import READ_CPUS, plan_resources
+
+
+def cfg(training=None, inference=None):
+    return parse_config(
+        {
+            "runId": "r",
+            "data": {"sources": [{"uri": "/d"}]},
+            "output": {"uri": "/o"},
+            "training": training or {},
+            "inference": inference or {},
+        }
+    )
+
+
+def test_two_cpu_machine_leaves_room_for_reads():
+    plan = plan_resources({"CPU": 2.0}, cfg())
+    assert plan.train_workers == 2
+    assert plan.featurize.actors == 1
+    assert plan.featurize.actors * plan.featurize.cpus + READ_CPUS <= 2.0
+    assert plan.infer.actors * plan.infer.cpus + READ_CPUS <= 2.0
+    assert plan.featurize.threads == 2
+
+
+def test_big_cpu_cluster_scales_pools():
+    plan = plan_resources({"CPU": 16.0}, cfg())
+    assert plan.featurize.actors == 15 and plan.featurize.cpus == pytest.approx(15.5 / 15)
+
+
+def test_gpu_inference_one_actor_per_gpu():
+    plan = plan_resources({"CPU": 8.0, "GPU": 4.0}, cfg(training={"useGpu": True, "numWorkers": 4}, inference={"useGpu": True}))
+    assert (plan.infer.actors, plan.infer.gpus) == (4, 1)
+
+
+@pytest.mark.parametrize(
+    "cluster, training, inference, words",
+    [
+        ({"CPU": 2.0}, {"numWorkers": 4}, None, "training.numWorkers=4 x training.cpusPerWorker=1 needs 4 CPUs; the Ray cluster has 2"),
+        ({"CPU": 8.0}, {"useGpu": True}, None, "training.useGpu with training.numWorkers=2 needs 2 GPUs; the Ray cluster has 0"),
+        ({"CPU": 8.0}, None, {"useGpu": True}, "inference.useGpu"),
+        ({"CPU": 2.0}, None, {"numActors": 2}, "inference.numActors=2 needs 2 CPUs plus 0.5 for reads; the Ray cluster has 2 CPUs"),
+        ({"CPU": 0.0}, None, None, "the pipeline needs at least 1"),
+    ],
+)
+def test_impossible_requests_fail_with_numbers(cluster, training, inference, words):
+    with pytest.raises(ResourceError) as err:
+        plan_resources(cluster, cfg(training, inference))
+    assert words in str(err.value)
