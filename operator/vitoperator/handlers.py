@@ -1,0 +1,184 @@
+"""kopf glue: create the RayJob, mirror its status, pass `suspend` through. Logic lives in
+spec/render/status/ownership; this module only calls the API and maps errors to kopf's
+vocabulary (PermanentError: the spec or the cluster state needs a person; TemporaryError:
+try again later)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+
+import kopf
+
+from . import kube, ownership
+from . import status as mirror
+from .crd import GROUP, PLURAL, VERSION
+from .render import ANN_PROGRESS, ANN_RUN_ID, ANN_SUMMARY, MANAGED_BY, render_rayjob
+from .s3summary import S3ReadError, read_json
+from .spec import SpecError, parse_spec
+
+# How often an unfinished ViTPipeline is re-read from its RayJob (and its progress from S3).
+RESYNC_SECONDS = float(os.environ.get("VITOPERATOR_RESYNC_SECONDS", "30"))
+FINAL_REASONS = ("InvalidSpec", "NameConflict", "InvalidRayJob")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_) -> None:
+    # Progress and diff-base in annotations: the status schema is ours and prunes `status.kopf`.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Kubernetes Events for warnings and errors only; transitions are posted explicitly.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+    kube.load()
+
+
+def _refuse(patch: kopf.Patch, reason: str, message: str, generation: int | None) -> kopf.PermanentError:
+    patch.status.update({
+        "phase": mirror.FAILED, "reason": reason, "message": message, "observedGeneration": generation,
+        "conditions": mirror.conditions_for(mirror.FAILED, reason, message, _now(), generation, None),
+    })
+    return kopf.PermanentError(f"{reason}: {message}")
+
+
+def _create_or_adopt(namespace: str, manifest: dict, uid: str, patch: kopf.Patch, generation) -> dict:
+    name = manifest["metadata"]["name"]
+    try:
+        return kube.create(kube.RAY, namespace, manifest)
+    except kube.ApiException as err:
+        if err.status in (400, 422):
+            raise _refuse(patch, "InvalidRayJob", f"the API server refused RayJob {name}: {err.body}",
+                          generation) from None
+        if err.status != 409:
+            raise kopf.TemporaryError(f"creating RayJob {name}: HTTP {err.status}: {err.reason} {err.body}",
+                                     delay=10) from None
+    existing = kube.get(kube.RAY, namespace, name)
+    if existing is None:
+        raise kopf.TemporaryError(f"RayJob {name} existed and vanished; retrying", delay=1)
+    if not ownership.is_owned_by(existing, uid):
+        raise _refuse(patch, "NameConflict", f"RayJob {name} already exists and belongs to "
+                      f"{ownership.describe_owner(existing)}; delete it or rename this ViTPipeline",
+                      generation)
+    return existing
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+def create_rayjob(body: kopf.Body, name: str, namespace: str, uid: str, meta: kopf.Meta,
+                  patch: kopf.Patch, **_) -> None:
+    generation = meta.get("generation")
+    try:
+        spec = parse_spec(dict(body["spec"]))
+    except SpecError as err:
+        raise _refuse(patch, "InvalidSpec", str(err), generation) from None
+    manifest = render_rayjob(name, uid, spec)
+    kopf.adopt(manifest, owner=body)
+    rayjob = _create_or_adopt(namespace, manifest, uid, patch, generation)
+    update = {**mirror.mirror_fields(rayjob), "observedGeneration": generation,
+              "runId": rayjob["metadata"]["annotations"][ANN_RUN_ID]}
+    if not rayjob.get("status"):
+        # A RayJob adopted after a restart may be far along: its events set the phase instead.
+        update = {**mirror.status_update(rayjob, None, {}, _now(), generation), **update}
+    patch.status.update(update)
+    kopf.info(body, reason="RayJobCreated", message=f"RayJob {rayjob['metadata']['name']}")
+
+
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec.suspend")
+def suspend_changed(new, name: str, namespace: str, meta: kopf.Meta, status: kopf.Status,
+                    patch: kopf.Patch, **_) -> None:
+    rayjob_name = status.get("rayJobName")
+    if not rayjob_name:
+        raise kopf.TemporaryError("no RayJob yet", delay=5)
+    try:
+        kube.patch(kube.RAY, namespace, rayjob_name, {"spec": {"suspend": bool(new)}})
+    except kube.ApiException as err:
+        raise kopf.TemporaryError(f"patching RayJob {rayjob_name}: HTTP {err.status}", delay=10) from None
+    patch.status["observedGeneration"] = meta.get("generation")
+
+
+def _summary(pipeline: dict, rayjob: dict) -> dict | None:
+    st = rayjob.get("status") or {}
+    if st.get("jobDeploymentStatus") != "Complete" or st.get("jobStatus") != "SUCCEEDED":
+        return None
+    storage = pipeline["spec"]["pipeline"].get("storage") or {}
+    uri = rayjob["metadata"]["annotations"][ANN_SUMMARY]
+    return read_json(uri, storage.get("endpointUrl"), storage.get("region"))
+
+
+def _progress(pipeline: dict, rayjob: dict) -> dict:
+    storage = pipeline["spec"]["pipeline"].get("storage") or {}
+    try:
+        got = read_json(rayjob["metadata"]["annotations"][ANN_PROGRESS],
+                        storage.get("endpointUrl"), storage.get("region"))
+    except S3ReadError:
+        return {}
+    return mirror.progress_fields(got)
+
+
+def sync(pipeline: dict, rayjob: dict, with_progress: bool = False) -> None:
+    """Mirror `rayjob` into `pipeline`'s status; post an Event on each (phase, reason) transition.
+    Raises S3ReadError when the summary cannot be read yet."""
+    previous = pipeline.get("status") or {}
+    if previous.get("phase") in mirror.TERMINAL or previous.get("reason") in FINAL_REASONS:
+        return
+    generation = pipeline["metadata"].get("generation")
+    update = mirror.status_update(rayjob, _summary(pipeline, rayjob), previous, _now(), generation)
+    if with_progress and update["phase"] == mirror.RUNNING:
+        update.update(_progress(pipeline, rayjob))
+    if not mirror.changed(previous, update):
+        return
+    meta = pipeline["metadata"]
+    kube.patch_status(kube.VITP, meta["namespace"], meta["name"], update)
+    if (update["phase"], update["reason"]) != (previous.get("phase"), previous.get("reason")):
+        kind = "Warning" if update["phase"] == mirror.FAILED else "Normal"
+        kopf.event(pipeline, type=kind, reason=update["reason"], message=f"{update['phase']}: {update['message']}")
+
+
+@kopf.on.event("ray.io", "v1", "rayjobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+def rayjob_event(type: str, body: kopf.Body, namespace: str, logger: kopf.Logger, **_) -> None:
+    owner = ownership.owning_pipeline(body)
+    if type == "DELETED" or owner is None:
+        return
+    pipeline = kube.get(kube.VITP, namespace, owner["name"])
+    if pipeline is None or pipeline["metadata"]["uid"] != owner["uid"]:
+        return
+    try:
+        sync(pipeline, dict(body))
+    except S3ReadError as err:
+        logger.warning(f"summary not readable yet, the resync timer retries: {err}")
+
+
+def _unfinished(status: kopf.Status, **_) -> bool:
+    return status.get("phase") not in mirror.TERMINAL and status.get("reason") not in FINAL_REASONS
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, when=_unfinished)
+def resync(body: kopf.Body, namespace: str, status: kopf.Status, **_) -> None:
+    """A safety net for missed RayJob events and unreadable summaries; also reads progress."""
+    rayjob_name = status.get("rayJobName")
+    if not rayjob_name:
+        return
+    pipeline = kube.get(kube.VITP, namespace, body["metadata"]["name"])
+    rayjob = kube.get(kube.RAY, namespace, rayjob_name)
+    if pipeline is None:
+        return
+    if rayjob is None:
+        message = f"RayJob {rayjob_name} was deleted before the run finished"
+        generation = pipeline["metadata"].get("generation")
+        kube.patch_status(kube.VITP, namespace, pipeline["metadata"]["name"], {
+            "phase": mirror.FAILED, "reason": "RayJobMissing", "message": message,
+            "conditions": mirror.conditions_for(mirror.FAILED, "RayJobMissing", message, _now(), generation,
+                                                (pipeline.get("status") or {}).get("conditions"))})
+        kopf.event(pipeline, type="Warning", reason="RayJobMissing", message=message)
+        return
+    try:
+        sync(pipeline, rayjob, with_progress=True)
+    except S3ReadError as err:
+        raise kopf.TemporaryError(str(err), delay=RESYNC_SECONDS) from None

@@ -1,0 +1,54 @@
+"""Thin Kubernetes API calls the handlers make (the official client, merge patches)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from .crd import GROUP, PLURAL, VERSION
+
+RAY = ("ray.io", "v1", "rayjobs")
+VITP = (GROUP, VERSION, PLURAL)
+
+__all__ = ["ApiException", "load", "get", "create", "patch", "patch_status"]
+
+
+def load() -> None:
+    """In-cluster credentials when running in a pod, else KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    _api.cache_clear()
+
+
+def _gv(kind: tuple[str, str, str]) -> tuple[str, str]:
+    return kind[0], kind[1]
+
+
+@lru_cache(maxsize=1)
+def _api() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi()
+
+
+def get(kind: tuple[str, str, str], namespace: str, name: str) -> dict | None:
+    try:
+        return _api().get_namespaced_custom_object(*_gv(kind), namespace, kind[2], name)
+    except ApiException as err:
+        if err.status == 404:
+            return None
+        raise
+
+
+def create(kind: tuple[str, str, str], namespace: str, body: dict) -> dict:
+    return _api().create_namespaced_custom_object(*_gv(kind), namespace, kind[2], body)
+
+
+def patch(kind: tuple[str, str, str], namespace: str, name: str, body: dict) -> dict:
+    return _api().patch_namespaced_custom_object(*_gv(kind), namespace, kind[2], name, body)
+
+
+def patch_status(kind: tuple[str, str, str], namespace: str, name: str, status: dict) -> dict:
+    return _api().patch_namespaced_custom_object_status(*_gv(kind), namespace, kind[2], name, {"status": status})

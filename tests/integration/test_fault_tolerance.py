@@ -1,0 +1,44 @@
+"""A worker failure mid-training resumes from the last reported checkpoint, not from scratch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from helpers import read_json, run_cli
+from support.s3server import upload_tree
+from vitpipeline.demo import save_tiny_vit, write_digits
+
+
+@pytest.fixture(scope="module")
+def small_digits(tmp_path_factory, s3):
+    root = tmp_path_factory.mktemp("ft")
+    write_digits(root / "digits", per_class=12)
+    client = s3.client()
+    client.create_bucket(Bucket="ft-data")
+    upload_tree(client, str(root / "digits"), "ft-data", "digits")
+    return save_tiny_vit(root / "tiny-vit")
+
+
+def test_worker_failure_resumes_from_checkpoint(small_digits, s3, tmp_path):
+    config = {
+        "runId": "fail-once",
+        "data": {"sources": [{"uri": "s3://ft-data/digits"}]},
+        "model": {"name": small_digits},
+        "training": {"numWorkers": 2, "epochs": 3, "batchSize": 16, "maxFailures": 1},
+        "output": {"uri": "s3://ft-data/out"},
+    }
+    # 100 training images over 2 workers in batches of 16: 4 steps an epoch, a checkpoint at
+    # the end of each. Failing at step 6 (inside epoch 2) must resume from step 4.
+    proc = run_cli(tmp_path, config, s3, extra_env={"VITPIPELINE_FAIL_AT_STEP": "6"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "injected failure at step 6" in proc.stdout + proc.stderr
+    summary = read_json(s3, "ft-data", "out/fail-once/summary.json")
+    steps_per_epoch = math.ceil(summary["counts"]["train"] // 2 / 16)
+    assert steps_per_epoch == 4
+    record = read_json(s3, "ft-data", "out/fail-once/training.json")
+    assert record["resumed_from_step"] == steps_per_epoch
+    assert record["final_step"] == 3 * steps_per_epoch
+    assert len(set(record["weights_digests"])) == 1
+    assert summary["status"] == "Succeeded"

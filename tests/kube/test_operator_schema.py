@@ -1,0 +1,214 @@
+"""The generated CRD, the examples and the rendered RayJob against the real API server:
+schema refusals with their messages, CEL immutability, the KubeRay v1.6.0 RayJob schema and
+the "restricted" Pod Security admission. No operator runs here."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "charts/vitpipeline/crds/vitpipelines.vitpipeline.dev.yaml"
+EXAMPLES = ROOT / "examples"
+VITP = ("vitpipeline.dev", "v1alpha1")
+
+
+def apply_crd(control_plane) -> None:
+    doc = yaml.safe_load(CRD_FILE.read_text())
+    with control_plane.api_client() as api:
+        ext = client.ApiextensionsV1Api(api)
+        try:
+            ext.create_custom_resource_definition(doc, _preload_content=False)
+        except ApiException as err:
+            if err.status != 409:
+                raise
+            cur = json.loads(ext.read_custom_resource_definition(doc["metadata"]["name"],
+                                                                 _preload_content=False).data)
+            doc["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
+            ext.replace_custom_resource_definition(doc["metadata"]["name"], doc, _preload_content=False)
+    control_plane.wait_crds_established([doc["metadata"]["name"]])
+
+
+@pytest.fixture(scope="session")
+def vitp_crd(control_plane):
+    apply_crd(control_plane)
+    return control_plane
+
+
+@pytest.fixture
+def api(vitp_crd):
+    with vitp_crd.api_client() as api:
+        yield client.CustomObjectsApi(api)
+
+
+def example(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / name).read_text())
+
+
+def manifest(name: str, spec: dict) -> dict:
+    return {"apiVersion": "vitpipeline.dev/v1alpha1", "kind": "ViTPipeline",
+            "metadata": {"name": name}, "spec": spec}
+
+
+def minimal_spec(output: str = "s3://vitp-test/runs") -> dict:
+    return {
+        "rayImage": "rayproject/ray:2.52.0",
+        "pipeline": {"data": {"sources": [{"uri": "s3://vitp-test/images/"}]},
+                     "training": {"numWorkers": 1}, "output": {"uri": output}},
+        "workers": {"replicas": 1, "cpu": "1", "memory": "2Gi"},
+        "s3": {"credentialsSecret": {"name": "s3-creds"}},
+    }
+
+
+def create(api, namespace: str, body: dict) -> dict:
+    return api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", body)
+
+
+def edit(spec: dict, path: str, value) -> dict:
+    out = copy.deepcopy(spec)
+    *parents, last = path.split(".")
+    node = out
+    for p in parents:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    if value is None:
+        del node[last]
+    else:
+        node[last] = value
+    return out
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("pipeline.output", None, "spec.pipeline.output: Required value"),
+    ("pipeline.output.uri", "/local/out", "spec.pipeline.output.uri: Invalid value"),
+    ("pipeline.data.sources.0.uri", "gs://bucket/x", "spec.pipeline.data.sources[0].uri: Invalid value"),
+    ("pipeline.training.numWorkers", -2, "spec.pipeline.training.numWorkers: Invalid value: -2"),
+    ("pipeline.inference", {"precision": "int8"}, 'spec.pipeline.inference.precision: Unsupported value: "int8"'),
+    ("rayImage", "rayproject/ray:latest", "spec.rayImage: Invalid value"),
+    ("rayImage", None, "spec.rayImage: Required value"),
+    ("workers.replicas", 0, "spec.workers.replicas: Invalid value: 0"),
+    ("workers.gpusPerWorker", 99, "spec.workers.gpusPerWorker: Invalid value: 99"),
+])
+def test_api_server_refuses_bad_specs(api, namespace, path, value, message):
+    with pytest.raises(ApiException) as err:
+        create(api, namespace, manifest("bad", edit(minimal_spec(), path, value)))
+    assert err.value.status == 422, err.value.body
+    assert message in json.loads(err.value.body)["message"]
+
+
+def test_latest_image_refused_with_the_rule_message(api, namespace):
+    with pytest.raises(ApiException) as err:
+        create(api, namespace, manifest("bad", edit(minimal_spec(), "rayImage", "rayproject/ray:latest")))
+    assert "must be pinned" in err.value.body
+
+
+def test_spec_immutable_except_suspend(api, namespace):
+    create(api, namespace, manifest("immutable", minimal_spec()))
+    for patch in ({"spec": {"pipeline": {"training": {"epochs": 9}}}},
+                  {"spec": {"backoffLimit": 3}},
+                  {"spec": {"head": {"cpu": "3"}}}):
+        with pytest.raises(ApiException) as err:
+            api.patch_namespaced_custom_object(*VITP, namespace, "vitpipelines", "immutable", patch)
+        assert err.value.status == 422, err.value.body
+        assert "spec is immutable after creation except spec.suspend" in err.value.body
+    got = api.patch_namespaced_custom_object(*VITP, namespace, "vitpipelines", "immutable",
+                                             {"spec": {"suspend": True}})
+    assert got["spec"]["suspend"] is True
+
+
+def test_unknown_fields_are_pruned_not_stored(api, namespace):
+    body = manifest("pruned", minimal_spec())
+    body["spec"]["mystery"] = 1
+    try:
+        got = create(api, namespace, body)
+    except ApiException as err:  # strict field validation refuses instead: also fine
+        assert "mystery" in err.body
+        return
+    assert "mystery" not in got["spec"]
+
+
+@pytest.mark.parametrize("name", ["vitpipeline-cpu.yaml", "vitpipeline-gpu.yaml"])
+def test_examples_are_accepted(api, namespace, name):
+    doc = example(name)
+    got = create(api, namespace, doc)
+    assert got["spec"] == doc["spec"]  # nothing pruned: the examples only use schema fields
+
+
+def leaves(obj, path=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from leaves(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from leaves(v, f"{path}[{i}]")
+    else:
+        yield path, obj
+
+
+@pytest.mark.parametrize("example_name", ["vitpipeline-cpu", "vitpipeline-gpu"])
+def test_rendered_rayjob_fits_kuberay_schema(vitp_crd, namespace, example_name):
+    """Created for real against KubeRay v1.6.0's CRD; every rendered field survives pruning."""
+    from vitoperator.render import render_rayjob
+    from vitoperator.spec import parse_spec
+
+    doc = example(f"{example_name}.yaml")
+    job = render_rayjob(doc["metadata"]["name"], str(uuid.uuid4()), parse_spec(doc["spec"]))
+    with vitp_crd.api_client() as api:
+        got = client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "ray.io", "v1", namespace, "rayjobs", job)
+    stored = dict(leaves(got["spec"]))
+    for path, value in leaves(job["spec"]):
+        assert stored.get(path) == value, f"{path}: rendered {value!r}, stored {stored.get(path)!r}"
+
+
+@pytest.fixture
+def restricted_namespace(vitp_crd):
+    name = f"r-{uuid.uuid4().hex[:10]}"
+    with vitp_crd.api_client() as api:
+        core = client.CoreV1Api(api)
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
+            name=name, labels={"pod-security.kubernetes.io/enforce": "restricted",
+                               "pod-security.kubernetes.io/enforce-version": "latest"})))
+        try:
+            yield name
+        finally:
+            core.delete_namespace(name)
+
+
+def _dry_run_pod(core: client.CoreV1Api, namespace: str, name: str, template: dict) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": template["spec"]}
+    core.create_namespaced_pod(namespace, pod, dry_run="All")
+
+
+@pytest.mark.parametrize("example_name", ["vitpipeline-cpu", "vitpipeline-gpu"])
+def test_rendered_pods_pass_restricted_pod_security(vitp_crd, restricted_namespace, example_name):
+    from vitoperator.render import pod_templates, render_rayjob
+    from vitoperator.spec import parse_spec
+
+    doc = example(f"{example_name}.yaml")
+    job = render_rayjob(doc["metadata"]["name"], str(uuid.uuid4()), parse_spec(doc["spec"]))
+    templates = pod_templates(job)
+    assert set(templates) == {"head", "worker-workers", "submitter"}
+    with vitp_crd.api_client() as api:
+        core = client.CoreV1Api(api)
+        # The control: the same namespace refuses a pod with no security settings.
+        with pytest.raises(ApiException) as refused:
+            _dry_run_pod(core, restricted_namespace, "control",
+                         {"spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})
+        assert refused.value.status == 403 and "restricted" in refused.value.body
+        for role, template in templates.items():
+            sa = template["spec"].get("serviceAccountName")
+            if sa:
+                try:
+                    core.create_namespaced_service_account(
+                        restricted_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=sa)))
+                except ApiException as err:
+                    if err.status != 409:
+                        raise
+            _dry_run_pod(core, restricted_namespace, role, template)

@@ -1,0 +1,117 @@
+"""phase_of: every KubeRay state the RayJob can report, and the summary's say at the end."""
+
+from __future__ import annotations
+
+import pytest
+from vitoperator.status import (
+    changed, conditions_for, mirror_fields, phase_of, progress_fields, status_update, summary_fields,
+)
+
+OK = {"status": "Succeeded", "metrics": {"accuracy": 0.9}}
+
+
+def st(deploy: str | None, job: str | None = None, reason: str = "", message: str = "") -> dict:
+    out = {}
+    if deploy is not None:
+        out["jobDeploymentStatus"] = deploy
+    if job is not None:
+        out["jobStatus"] = job
+    if reason:
+        out["reason"] = reason
+    if message:
+        out["message"] = message
+    return out
+
+
+@pytest.mark.parametrize("rayjob_status, summary, phase, reason", [
+    (None, None, "Pending", "RayJobCreated"),
+    (st(None), None, "Pending", "RayJobCreated"),
+    (st(""), None, "Pending", "RayJobCreated"),
+    (st("New"), None, "Pending", "RayJobCreated"),
+    (st("Initializing"), None, "Pending", "Initializing"),
+    (st("Initializing", "PENDING"), None, "Pending", "Initializing"),
+    (st("Waiting"), None, "Pending", "Waiting"),
+    (st("Running", ""), None, "Pending", "JobPending"),
+    (st("Running", "PENDING"), None, "Pending", "JobPending"),
+    (st("Running", "RUNNING"), None, "Running", "JobRunning"),
+    (st("Running", "SUCCEEDED"), None, "Running", "JobFinishing"),
+    (st("Running", "FAILED"), None, "Running", "JobFinishing"),
+    (st("Running", "STOPPED"), None, "Running", "JobFinishing"),
+    (st("Retrying", "FAILED"), None, "Pending", "Retrying"),
+    (st("Suspending", "RUNNING"), None, "Suspended", "Suspending"),
+    (st("Suspended"), None, "Suspended", "Suspended"),
+    (st("Complete", "SUCCEEDED"), OK, "Succeeded", "RunSucceeded"),
+    (st("Complete", "SUCCEEDED"), None, "Failed", "SummaryMissing"),
+    (st("Complete", "SUCCEEDED"), {"status": "Failed"}, "Failed", "RunFailed"),
+    (st("Complete", "FAILED"), None, "Failed", "JobFailed"),
+    (st("Complete", "STOPPED"), None, "Failed", "JobStopped"),
+    (st("Complete", "FAILED", reason="AppFailed"), None, "Failed", "AppFailed"),
+    (st("Complete", "RUNNING"), None, "Failed", "JobNotSucceeded"),
+    # The deployment status decides: a RUNNING job in a Failed deployment is Failed.
+    (st("Failed", "RUNNING"), None, "Failed", "RayJobFailed"),
+    (st("Failed", "RUNNING", reason="DeadlineExceeded"), None, "Failed", "DeadlineExceeded"),
+    (st("Failed", "PENDING", reason="SubmissionFailed"), None, "Failed", "SubmissionFailed"),
+    (st("Failed", "FAILED"), OK, "Failed", "RayJobFailed"),
+    (st("Failed"), None, "Failed", "RayJobFailed"),
+    (st("ValidationFailed"), None, "Failed", "ValidationFailed"),
+    (st("SomethingNew", "RUNNING"), None, "Pending", "UnknownRayJobStatus"),
+])
+def test_phase_of(rayjob_status, summary, phase, reason):
+    got_phase, got_reason, message = phase_of(rayjob_status, summary)
+    assert (got_phase, got_reason) == (phase, reason)
+    assert message
+
+
+def test_kuberay_message_is_kept():
+    assert phase_of(st("Failed", "RUNNING", "DeadlineExceeded", "past activeDeadlineSeconds"), None)[2] == \
+        "past activeDeadlineSeconds"
+
+
+@pytest.mark.parametrize("phase, reason, accepted, running, finished", [
+    ("Pending", "Initializing", "True", "False", "False"),
+    ("Running", "JobRunning", "True", "True", "False"),
+    ("Succeeded", "RunSucceeded", "True", "False", "True"),
+    ("Failed", "JobFailed", "True", "False", "True"),
+    ("Failed", "InvalidSpec", "False", "False", "True"),
+    ("Failed", "NameConflict", "False", "False", "True"),
+])
+def test_conditions(phase, reason, accepted, running, finished):
+    conds = {c["type"]: c for c in conditions_for(phase, reason, "m", "T1", 1, None)}
+    assert (conds["Accepted"]["status"], conds["Running"]["status"], conds["Finished"]["status"]) == \
+        (accepted, running, finished)
+    assert conds["Finished"]["reason"] == reason
+
+
+def test_last_transition_time_moves_only_on_change():
+    first = conditions_for("Running", "JobRunning", "m", "T1", 1, None)
+    same = {c["type"]: c for c in conditions_for("Running", "JobRunning", "m2", "T2", 1, first)}
+    assert same["Running"]["lastTransitionTime"] == "T1"
+    done = {c["type"]: c for c in conditions_for("Succeeded", "RunSucceeded", "m", "T3", 1, first)}
+    assert done["Running"]["lastTransitionTime"] == "T3"
+    assert done["Accepted"]["lastTransitionTime"] == "T1"
+
+
+def test_mirror_and_summary_fields():
+    rayjob = {"metadata": {"name": "rj"}, "spec": {"jobId": "vitp-x-0"},
+              "status": {"rayClusterName": "rj-abcde", "dashboardURL": "rj-head-svc:8265",
+                         "startTime": "S", "endTime": "E", "jobDeploymentStatus": "Complete",
+                         "jobStatus": "SUCCEEDED"}}
+    assert mirror_fields(rayjob) == {"rayJobName": "rj", "jobId": "vitp-x-0", "rayClusterName": "rj-abcde",
+                                     "dashboardURL": "rj-head-svc:8265", "startTime": "S", "completionTime": "E"}
+    summary = {"status": "Succeeded", "metrics": {"accuracy": 0.5, "predictionAccuracy": None},
+               "counts": {"usable": 3}, "checkpointUri": "c", "predictionsUri": "p", "summaryUri": "s",
+               "timingsSeconds": {"total": 1}}
+    assert summary_fields(summary) == {"metrics": {"accuracy": 0.5}, "counts": {"usable": 3},
+                                       "checkpointUri": "c", "predictionsUri": "p", "summaryUri": "s"}
+    update = status_update(rayjob, summary, {}, "T", 2)
+    assert update["phase"] == "Succeeded" and update["metrics"] == {"accuracy": 0.5}
+    assert not changed(update, update) and changed({}, update)
+
+
+@pytest.mark.parametrize("progress, expected", [
+    (None, {}),
+    ({"stage": "train", "done": 3, "total": 10}, {"stage": "train", "progress": "3/10"}),
+    ({"stage": "ingest", "done": 0, "total": None}, {"stage": "ingest"}),
+])
+def test_progress_fields(progress, expected):
+    assert progress_fields(progress) == expected
