@@ -52,6 +52,8 @@ def main(name: str, images: str, model: str, out: str) -> dict:
     start = time.perf_counter()
     if name == "featurize-ours":
         n = runner._featurize(read_images(store, items), cfg, plan.featurize, model).materialize().count()
+    elif name == "featurize-as-written":
+        n = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}, as_written=True).materialize().count()
     elif name == "featurize-baseline":
         n = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}).materialize().count()
     elif name == "infer-ours":
@@ -69,8 +71,6 @@ def main(name: str, images: str, model: str, out: str) -> dict:
 def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str]) -> int:
     """The notebook's flow, materialized before training so that it can finish at all on two
     CPUs (unmaterialized, its training deadlocks waiting for data tasks)."""
-    import ray
-
     from vitpipeline.config import StorageSpec
     from vitpipeline.train import TrainPlan, fit
 
@@ -90,9 +90,7 @@ def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str]) 
     # The notebook re-reads held-out images and classifies them one at a time.
     n_valid = valid.count()
     files = sorted(str(p) for p in Path(images).rglob("*.jpg"))[-n_valid:]
-    return nb.read(files).map_batches(
-        nb.NotebookClassifier, fn_constructor_args=(model,), compute=ray.data.ActorPoolStrategy(size=nb.POOL), batch_size=64
-    ).materialize().count() + feats.count()
+    return nb.infer(files, model).materialize().count() + feats.count()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ are averaged across workers every step (checked by `weights_digest` in the repor
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -151,7 +152,9 @@ def train_loop(plan: TrainPlan) -> None:
         """Deterministic fault injection for the resume test: rank 1 (or 0) dies once."""
 
         def on_step_end(self, args, state, control, **kwargs):
-            marker = os.path.join(tempfile.gettempdir(), "vitpipeline-failed-once")
+            # One marker per run (keyed by where it records), shared by the workers' host.
+            tag = hashlib.sha1(plan.sync_uri.encode()).hexdigest()[:12]
+            marker = os.path.join(tempfile.gettempdir(), f"vitpipeline-failed-once-{tag}")
             rank = min(1, ctx.get_world_size() - 1)
             if state.global_step == plan.fail_at_step and ctx.get_world_rank() == rank:
                 if not os.path.exists(marker):
