@@ -57,8 +57,7 @@ def main(name: str, images: str, model: str, out: str) -> dict:
     elif name == "featurize-baseline":
         n = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}).materialize().count()
     elif name == "infer-ours":
-        feats = runner._featurize(read_images(store, items), cfg, plan.featurize, model)
-        n = runner._predict(feats, cfg, plan.infer, model).materialize().count()
+        n = runner.predict_images(read_images(store, items), cfg, plan, model).materialize().count()
     elif name == "infer-baseline":
         n = nb.infer(images, model).materialize().count()
     elif name == "e2e-baseline":

@@ -44,7 +44,8 @@ class Predictor:
         import torch
 
         with torch.inference_mode():
-            x = torch.as_tensor(np.asarray(batch["pixel_values"]), device=self._device).to(self._dtype)
+            x = torch.from_numpy(np.array(batch["pixel_values"], dtype=np.float32, copy=True))
+            x = x.to(self._device, self._dtype)
             probs = torch.softmax(self._model(pixel_values=x).logits.float(), dim=-1)
             score, index = probs.max(dim=-1)
         out = {
@@ -55,3 +56,30 @@ class Predictor:
         if "label" in batch:
             out["true_label"] = batch["label"]
         return out
+
+
+class ImagePredictor:
+    """Raw image bytes to predictions in one actor: decode, validate, featurize, classify.
+
+    On CPU this keeps decoded images and pixel tensors inside one process (no object-store
+    hop between two pools that would also compete for the same cores). Unusable files are
+    dropped from the predictions; the run counts them.
+    """
+
+    def __init__(self, model_dir_or_checkpoint, processor_name: str, validation, threads: int = 1):
+        from .featurize import Featurizer
+
+        self._featurize = Featurizer(processor_name, validation, threads)
+        self._predict = Predictor(model_dir_or_checkpoint, use_gpu=False, threads=threads)
+
+    def __call__(self, batch: dict) -> dict:
+        from .validate import OK
+
+        feats = self._featurize(batch)
+        keep = np.array([r == OK for r in feats["reason"]], dtype=bool)
+        usable = {k: np.asarray(v)[keep] for k, v in feats.items() if k in ("pixel_values", "path", "label")}
+        if "label" in usable and all(x is None for x in usable["label"]):
+            del usable["label"]
+        if not keep.any():
+            return {"path": np.array([], dtype=object), "predicted_label": np.array([], dtype=object), "score": np.array([], dtype=np.float32)}
+        return self._predict(usable)

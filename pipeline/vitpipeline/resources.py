@@ -16,6 +16,7 @@ from .config import PipelineConfig
 from .errors import ResourceError
 
 READ_CPUS = 0.5  # reads are I/O-bound; this slice keeps them running beside the pools
+MIN_ACTOR_CPUS = 0.5
 
 
 @dataclass(frozen=True)
@@ -31,18 +32,21 @@ class Pool:
 
 @dataclass(frozen=True)
 class ResourcePlan:
-    featurize: Pool
+    featurize: Pool  # featurizing the training data (nothing else runs then)
     train_workers: int
     infer: Pool
+    infer_featurize: Pool  # CPU featurizers feeding GPU predictors, beside them
 
 
 def _cpu_pool(cpus: float, wanted: int | None) -> Pool:
+    """One actor process per CPU by default (decoding is single-threaded per process), the
+    CPUs left after the reads' slice shared among them."""
     spare = cpus - READ_CPUS
-    actors = wanted or max(1, math.floor(spare))
-    if spare <= 0 or actors > spare + 1e-9:
+    actors = wanted or max(1, math.floor(cpus))
+    if actors * MIN_ACTOR_CPUS > spare + 1e-9:
         raise ResourceError(
-            f"inference.numActors={actors} needs {actors} CPUs plus {READ_CPUS} for reads; "
-            f"the Ray cluster has {cpus:g} CPUs"
+            f"inference.numActors={actors} needs {actors * MIN_ACTOR_CPUS:g} CPUs "
+            f"({MIN_ACTOR_CPUS:g} each) plus {READ_CPUS:g} for reads; the Ray cluster has {cpus:g} CPUs"
         )
     return Pool(actors=actors, cpus=spare / actors, gpus=0)
 
@@ -74,11 +78,15 @@ def plan_resources(cluster: dict, config: PipelineConfig) -> ResourcePlan:
                 f"inference.useGpu with {actors or 1} actor(s) needs that many GPUs; "
                 f"the Ray cluster has {gpus:g}"
             )
-        infer = Pool(actors=actors, cpus=min(1.0, (cpus - READ_CPUS) / actors), gpus=1)
+        infer = Pool(actors=actors, cpus=min(1.0, (cpus - READ_CPUS - MIN_ACTOR_CPUS) / actors), gpus=1)
+        infer_featurize = _cpu_pool(cpus - infer.actors * infer.cpus, None)
     else:
         infer = _cpu_pool(cpus, inf.num_actors)
+        infer_featurize = infer
 
-    return ResourcePlan(featurize=_cpu_pool(cpus, None), train_workers=t.num_workers, infer=infer)
+    return ResourcePlan(
+        featurize=_cpu_pool(cpus, None), train_workers=t.num_workers, infer=infer, infer_featurize=infer_featurize
+    )
 
 
 def wait_for_plan(config: PipelineConfig, timeout_s: float, poll_s: float = 5.0) -> ResourcePlan:

@@ -16,7 +16,7 @@ from . import commit, ingest, resources
 from .config import PipelineConfig
 from .errors import InputError, PipelineError
 from .featurize import Featurizer
-from .infer import Predictor
+from .infer import ImagePredictor, Predictor
 from .labels import limit_per_class
 from .layout import RunLayout
 from .progress import Progress
@@ -90,6 +90,27 @@ def _predict(ds, config: PipelineConfig, pool: resources.Pool, checkpoint):
         compute=ray.data.ActorPoolStrategy(size=pool.actors),
         num_cpus=pool.cpus,
         num_gpus=pool.gpus,
+    )
+
+
+def predict_images(raw, config: PipelineConfig, plan: resources.ResourcePlan, model):
+    """Predictions for raw image bytes: one fused CPU pool, or CPU featurizers feeding GPU
+    predictors when inference runs on GPUs."""
+    if config.inference.use_gpu:
+        ok = _featurize(raw, config, plan.infer_featurize, config.model.name).filter(lambda row: row["reason"] == OK)
+        return _predict(ok, config, plan.infer, model)
+    return raw.map_batches(
+        ImagePredictor,
+        fn_constructor_kwargs={
+            "model_dir_or_checkpoint": model,
+            "processor_name": config.model.name,
+            "validation": config.validation,
+            "threads": plan.infer.threads,
+        },
+        batch_size=config.inference.batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=plan.infer.actors),
+        num_cpus=plan.infer.cpus,
     )
 
 
@@ -200,10 +221,11 @@ def run(config: PipelineConfig, echo=print) -> dict:
         else:
             images = ingest.list_images(store, config.inference.sources, "inference.sources")
             raw = ingest.read_images(store, [(i.uri, i.source_label) for i in images])
-            to_predict = _featurize(raw, config, plan.featurize, config.model.name).filter(
-                lambda row: row["reason"] == OK
-            )
-        predictions = _predict(to_predict, config, plan.infer, result.checkpoint)
+            to_predict = raw
+        if config.inference.sources is None:
+            predictions = _predict(to_predict, config, plan.infer, result.checkpoint)
+        else:
+            predictions = predict_images(to_predict, config, plan, result.checkpoint)
         fs, pred_path = store.resolve(layout.predictions)
         store.delete_tree(layout.predictions)  # a retried attempt replaces, never appends
         predictions.write_parquet(pred_path, filesystem=fs)

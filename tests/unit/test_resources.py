@@ -20,20 +20,23 @@ def cfg(training=None, inference=None):
 def test_two_cpu_machine_leaves_room_for_reads():
     plan = plan_resources({"CPU": 2.0}, cfg())
     assert plan.train_workers == 2
-    assert plan.featurize.actors == 1
+    assert (plan.featurize.actors, plan.featurize.cpus) == (2, 0.75)
     assert plan.featurize.actors * plan.featurize.cpus + READ_CPUS <= 2.0
     assert plan.infer.actors * plan.infer.cpus + READ_CPUS <= 2.0
-    assert plan.featurize.threads == 2
+    assert plan.featurize.threads == 1
 
 
 def test_big_cpu_cluster_scales_pools():
     plan = plan_resources({"CPU": 16.0}, cfg())
-    assert plan.featurize.actors == 15 and plan.featurize.cpus == pytest.approx(15.5 / 15)
+    assert plan.featurize.actors == 16 and plan.featurize.cpus == pytest.approx(15.5 / 16)
 
 
 def test_gpu_inference_one_actor_per_gpu():
     plan = plan_resources({"CPU": 8.0, "GPU": 4.0}, cfg(training={"useGpu": True, "numWorkers": 4}, inference={"useGpu": True}))
     assert (plan.infer.actors, plan.infer.gpus) == (4, 1)
+    # Featurizers beside the GPU predictors fit in what the predictors leave.
+    used = plan.infer.actors * plan.infer.cpus + plan.infer_featurize.actors * plan.infer_featurize.cpus
+    assert used + READ_CPUS <= 8.0 + 1e-9
 
 
 @pytest.mark.parametrize(
@@ -42,7 +45,7 @@ def test_gpu_inference_one_actor_per_gpu():
         ({"CPU": 2.0}, {"numWorkers": 4}, None, "training.numWorkers=4 x training.cpusPerWorker=1 needs 4 CPUs; the Ray cluster has 2"),
         ({"CPU": 8.0}, {"useGpu": True}, None, "training.useGpu with training.numWorkers=2 needs 2 GPUs; the Ray cluster has 0"),
         ({"CPU": 8.0}, None, {"useGpu": True}, "inference.useGpu"),
-        ({"CPU": 2.0}, None, {"numActors": 2}, "inference.numActors=2 needs 2 CPUs plus 0.5 for reads; the Ray cluster has 2 CPUs"),
+        ({"CPU": 2.0}, None, {"numActors": 4}, "inference.numActors=4 needs 2 CPUs (0.5 each) plus 0.5 for reads; the Ray cluster has 2 CPUs"),
         ({"CPU": 0.0}, None, None, "the pipeline needs at least 1"),
     ],
 )
