@@ -27,6 +27,8 @@ def test_worker_failure_resumes_from_checkpoint(small_digits, s3, tmp_path):
         "data": {"sources": [{"uri": "s3://ft-data/digits"}]},
         "model": {"name": small_digits},
         "training": {"numWorkers": 2, "epochs": 3, "batchSize": 16, "maxFailures": 1},
+        # New images predicted from raw bytes (the fused decode+featurize+predict actors).
+        "inference": {"sources": [{"uri": "s3://ft-data/digits/three", "label": "three"}]},
         "output": {"uri": "s3://ft-data/out"},
     }
     # 100 training images over 2 workers in batches of 16: 4 steps an epoch, a checkpoint at
@@ -42,3 +44,5 @@ def test_worker_failure_resumes_from_checkpoint(small_digits, s3, tmp_path):
     assert record["final_step"] == 3 * steps_per_epoch
     assert len(set(record["weights_digests"])) == 1
     assert summary["status"] == "Succeeded"
+    # Every image in the folder, each with the folder's label as its truth.
+    assert summary["counts"]["predicted"] == 12
