@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-unit test-integration test-kube testbed bench lock clean
+.PHONY: setup demo test test-unit test-integration test-kube test-images testbed images bench lock clean
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -36,8 +36,15 @@ test-integration: setup
 test-kube: setup testbed
 	$(PY) -m pytest tests/kube -v
 
-bench: setup
+images: setup
+	images/build.sh all
+
+test-images: setup
+	$(PY) -m pytest -m images tests/images tests/kube/test_operator_image.py -v
+
+bench: setup testbed
 	$(PY) -m bench.pipeline_bench
+	$(PY) operator/bench_operator.py
 
 lock:
 	$(UV) lock
