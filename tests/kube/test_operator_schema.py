@@ -13,6 +13,7 @@ import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+from support.trees import leaves
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "charts/vitpipeline/crds/vitpipelines.vitpipeline.dev.yaml"
@@ -140,15 +141,6 @@ def test_examples_are_accepted(api, namespace, name):
     assert got["spec"] == doc["spec"]  # nothing pruned: the examples only use schema fields
 
 
-def leaves(obj, path=""):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from leaves(v, f"{path}.{k}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from leaves(v, f"{path}[{i}]")
-    else:
-        yield path, obj
 
 
 @pytest.mark.parametrize("example_name", ["vitpipeline-cpu", "vitpipeline-gpu"])

@@ -10,6 +10,7 @@ from vitp_testdata import UID, load_example, with_changes
 from vitoperator import names
 from vitoperator.render import pod_templates, render_rayjob
 from vitoperator.spec import parse_spec
+from support.trees import leaves
 
 
 def rendered(spec: dict, name: str = "flowers-cpu") -> dict:
@@ -110,15 +111,6 @@ def test_credentials_only_as_secret_refs(example, expect_secret_refs):
                 assert var not in env
 
 
-def leaves(obj, path=""):
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from leaves(v, f"{path}.{k}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            yield from leaves(v, f"{path}[{i}]")
-    else:
-        yield path, obj
 
 
 def test_no_secret_value_anywhere(cpu_spec):
