@@ -49,8 +49,12 @@ def build_summary(
     }
 
 
-def write_summary(store: Store, layout: RunLayout, summary: dict) -> None:
-    store.write_bytes(layout.summary, json.dumps(summary, indent=2, sort_keys=True).encode())
+def write_summary(store: Store, layout: RunLayout, summary: dict) -> dict:
+    """Commit the run. If another attempt of the same run committed first, its summary
+    stands and is returned: two attempts never both commit."""
+    if store.create_once(layout.summary, json.dumps(summary, indent=2, sort_keys=True).encode()):
+        return summary
+    return json.loads(store.read_bytes(layout.summary))
 
 
 def read_summary(store: Store, layout: RunLayout) -> dict | None:

@@ -249,6 +249,8 @@ def run(config: PipelineConfig, echo=print) -> dict:
         timings=timings,
         sync=json.loads(store.read_bytes(layout.training_record)),
     )
-    commit.write_summary(store, layout, summary)
+    committed = commit.write_summary(store, layout, summary)
+    if committed is not summary:
+        echo(f"[vitpipeline] another attempt of run {config.run_id} committed first; keeping its summary")
     progress.update(stage="done", done=1, total=1)
-    return summary
+    return committed

@@ -99,6 +99,46 @@ class Store:
         with fs.open_output_stream(path) as f:
             f.write(data)
 
+    def create_once(self, uri: str, data: bytes) -> bool:
+        """Write `uri` only if it does not exist yet; False when it already did.
+
+        On S3 this is one conditional PUT (`If-None-Match: *`), so of two writers exactly one
+        wins; locally a hard link of a finished temp file, which fails if the name exists.
+        """
+        if is_s3(uri):
+            return self._s3_create_once(uri, data)
+        _, path = self.resolve(uri)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            os.link(tmp, path)
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp)
+
+    def _s3_create_once(self, uri: str, data: bytes) -> bool:
+        import boto3
+        from botocore.exceptions import ClientError
+
+        bucket, _, key = uri[len("s3://") :].partition("/")
+        client = boto3.client(
+            "s3",
+            endpoint_url=_endpoint(self._storage),
+            region_name=self._storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise OSError(f"cannot write {uri}: {code or err}") from err
+
     def delete(self, uri: str) -> None:
         fs, path = self.resolve(uri)
         fs.delete_file(path)
