@@ -6,18 +6,17 @@ from __future__ import annotations
 import json
 import time
 
-from .layout import RunLayout
 from .storage import Store
 
 
 class Progress:
-    def __init__(self, store: Store | None, layout: RunLayout, min_interval_s: float = 3.0, echo=print):
+    def __init__(self, store: Store | None, uri: str, run_id: str, min_interval_s: float = 3.0, echo=print):
         self._store = store
-        self._layout = layout
+        self._uri = uri
         self._min_interval = min_interval_s
         self._last_write = 0.0
         self._echo = echo
-        self.record: dict = {"runId": layout.run_id, "stage": "starting"}
+        self.record: dict = {"runId": run_id, "stage": "starting"}
 
     def stage(self, name: str, total: int | None = None) -> None:
         self.record.update(stage=name, done=0, total=total)
@@ -28,13 +27,16 @@ class Progress:
         self.record.update(fields)
         self._write(force=False)
 
+    def flush(self) -> None:
+        self._write(force=True)
+
     def _write(self, force: bool) -> None:
         now = time.time()
         if self._store is None or (not force and now - self._last_write < self._min_interval):
             return
         self.record["updatedAt"] = now
         try:
-            self._store.write_bytes(self._layout.progress, json.dumps(self.record).encode())
+            self._store.write_bytes(self._uri, json.dumps(self.record).encode())
             self._last_write = now
         except OSError as err:  # progress is advisory: never fail the run for it
             self._echo(f"[vitpipeline] could not write progress: {err}")

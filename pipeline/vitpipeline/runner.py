@@ -141,7 +141,7 @@ def run(config: PipelineConfig, echo=print) -> dict:
             "Hugging Face Hub model that can be reached"
         )
 
-    progress = Progress(store, layout, echo=echo)
+    progress = Progress(store, layout.progress, config.run_id, echo=echo)
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
@@ -201,7 +201,9 @@ def run(config: PipelineConfig, echo=print) -> dict:
     from .train import fit, make_plan
 
     with _timed(timings, "train"):
-        tplan = make_plan(config, class_names, len(train_paths), plan.train_workers, layout.training_record)
+        tplan = make_plan(
+            config, class_names, len(train_paths), plan.train_workers, layout.training_record, layout.progress
+        )
         fs, storage_path = store.resolve(layout.checkpoints)
         result = fit(
             tplan,
@@ -212,6 +214,11 @@ def run(config: PipelineConfig, echo=print) -> dict:
             run_name="train",
             max_failures=config.training.max_failures,
         )
+    # Keep where training ended (written by rank 0) in the run's progress record.
+    if store.exists(layout.progress):
+        last = json.loads(store.read_bytes(layout.progress))
+        if last.get("stage") == "train":
+            progress.record["training"] = {k: last[k] for k in ("done", "total", "epoch", "metrics") if k in last}
     checkpoint_uri = ("s3://" if layout.root.startswith("s3://") else "") + result.checkpoint.path
 
     progress.stage("infer", total=len(valid_paths) if config.inference.sources is None else None)
@@ -253,4 +260,5 @@ def run(config: PipelineConfig, echo=print) -> dict:
     if committed is not summary:
         echo(f"[vitpipeline] another attempt of run {config.run_id} committed first; keeping its summary")
     progress.update(stage="done", done=1, total=1)
+    progress.flush()
     return committed

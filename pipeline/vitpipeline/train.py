@@ -32,12 +32,18 @@ class TrainPlan:
     steps_per_epoch: int
     max_steps: int
     sync_uri: str = ""  # where rank 0 records the workers' weight digests after training
+    progress_uri: str = ""  # where rank 0 reports step, epoch and the latest eval metrics
     storage: StorageSpec = StorageSpec()
     fail_at_step: int | None = None  # test hook: one worker raises once at this step
 
 
 def make_plan(
-    config: PipelineConfig, class_names: list[str], num_train: int, num_workers: int, sync_uri: str
+    config: PipelineConfig,
+    class_names: list[str],
+    num_train: int,
+    num_workers: int,
+    sync_uri: str,
+    progress_uri: str = "",
 ) -> TrainPlan:
     t = config.training
     # Ray splits the shard evenly; each worker sees num_train // num_workers rows per epoch.
@@ -58,6 +64,7 @@ def make_plan(
         steps_per_epoch=steps_per_epoch,
         max_steps=max(1, math.ceil(steps_per_epoch * t.epochs)),
         sync_uri=sync_uri,
+        progress_uri=progress_uri,
         storage=config.storage,
         fail_at_step=int(fail) if fail else None,
     )
@@ -161,6 +168,28 @@ def train_loop(plan: TrainPlan) -> None:
                     open(marker, "w").close()
                     raise RuntimeError(f"injected failure at step {state.global_step}")
 
+    class ReportProgress(TrainerCallback):
+        """Rank 0 keeps `progress.json` current: step of max steps, epoch, latest eval."""
+
+        def __init__(self):
+            from .progress import Progress
+            from .storage import Store
+
+            self._progress = Progress(Store(plan.storage), plan.progress_uri, "", echo=lambda *_: None)
+            self._progress.record = {"stage": "train", "done": 0, "total": plan.max_steps}
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            evals = {k.removeprefix("eval_"): v for k, v in (logs or {}).items() if k.startswith("eval_")}
+            # Epochs counted from steps: the HF Trainer's own count drifts on iterable data.
+            fields = {"done": state.global_step, "epoch": round(state.global_step / plan.steps_per_epoch, 3)}
+            if evals:
+                fields["metrics"] = evals
+            self._progress.update(**fields)
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self._progress.update(done=state.global_step, epoch=round(state.global_step / plan.steps_per_epoch, 3))
+            self._progress.flush()
+
     trainer = Trainer(
         model=model,
         args=args,
@@ -170,6 +199,8 @@ def train_loop(plan: TrainPlan) -> None:
         processing_class=processor,
     )
     trainer.add_callback(RayTrainReportCallback())
+    if plan.progress_uri and ctx.get_world_rank() == 0:
+        trainer.add_callback(ReportProgress())
     if plan.fail_at_step is not None:
         trainer.add_callback(FailOnce())
     trainer = prepare_trainer(trainer)

@@ -120,6 +120,15 @@ def test_checkpoints_and_summary_order(full_run, s3):
     assert not any(k.endswith(".write-probe") for k in keys(s3, "runs", "out/digits-full/"))
 
 
+def test_progress_record_tells_where_training_ended(full_run, s3):
+    progress = read_json(s3, "runs", "out/digits-full/progress.json")
+    assert progress["stage"] == "done"
+    training = progress["training"]
+    assert training["done"] == training["total"] > 0
+    assert training["epoch"] == pytest.approx(20)
+    assert training["metrics"]["accuracy"] >= MIN_ACCURACY
+
+
 def test_finished_run_is_not_redone(full_run, s3, tmp_path):
     before = s3.client().head_object(Bucket="runs", Key="out/digits-full/summary.json")["ETag"]
     proc = run_cli(tmp_path, full_run["config"], s3)
