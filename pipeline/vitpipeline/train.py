@@ -7,10 +7,10 @@ are averaged across workers every step (checked by `weights_digest` in the repor
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 
 from .config import PipelineConfig, StorageSpec
@@ -35,6 +35,7 @@ class TrainPlan:
     progress_uri: str = ""  # where rank 0 reports step, epoch and the latest eval metrics
     storage: StorageSpec = StorageSpec()
     fail_at_step: int | None = None  # test hook: one worker raises once at this step
+    fail_marker: str = ""  # made when the hook fires, so the restarted workers don't fire again
 
 
 def make_plan(
@@ -67,6 +68,8 @@ def make_plan(
         progress_uri=progress_uri,
         storage=config.storage,
         fail_at_step=int(fail) if fail else None,
+        # Unique to this driver's run: a marker left by an earlier run must not disarm the hook.
+        fail_marker=os.path.join(tempfile.gettempdir(), f"vitpipeline-failed-once-{uuid.uuid4().hex}"),
     )
 
 
@@ -159,9 +162,7 @@ def train_loop(plan: TrainPlan) -> None:
         """Deterministic fault injection for the resume test: rank 1 (or 0) dies once."""
 
         def on_step_end(self, args, state, control, **kwargs):
-            # One marker per run (keyed by where it records), shared by the workers' host.
-            tag = hashlib.sha1(plan.sync_uri.encode()).hexdigest()[:12]
-            marker = os.path.join(tempfile.gettempdir(), f"vitpipeline-failed-once-{tag}")
+            marker = plan.fail_marker
             rank = min(1, ctx.get_world_size() - 1)
             if state.global_step == plan.fail_at_step and ctx.get_world_rank() == rank:
                 if not os.path.exists(marker):
