@@ -51,9 +51,5 @@ class RunLayout:
         return join(self.root, "training.json")
 
     @property
-    def driver_log(self) -> str:
-        return join(self.root, "logs", "driver.log")
-
-    @property
     def write_probe(self) -> str:
         return join(self.root, ".write-probe")
