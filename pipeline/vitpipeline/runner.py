@@ -224,15 +224,12 @@ def run(config: PipelineConfig, echo=print) -> dict:
     progress.stage("infer", total=len(valid_paths) if config.inference.sources is None else None)
     with _timed(timings, "infer"):
         if config.inference.sources is None:
-            to_predict = valid_ds
+            # The held-out split is featurized already.
+            predictions = _predict(valid_ds, config, plan.infer, result.checkpoint)
         else:
             images = ingest.list_images(store, config.inference.sources, "inference.sources")
             raw = ingest.read_images(store, [(i.uri, i.source_label) for i in images])
-            to_predict = raw
-        if config.inference.sources is None:
-            predictions = _predict(to_predict, config, plan.infer, result.checkpoint)
-        else:
-            predictions = predict_images(to_predict, config, plan, result.checkpoint)
+            predictions = predict_images(raw, config, plan, result.checkpoint)
         fs, pred_path = store.resolve(layout.predictions)
         store.delete_tree(layout.predictions)  # a retried attempt replaces, never appends
         predictions.write_parquet(pred_path, filesystem=fs)
