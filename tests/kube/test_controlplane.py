@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from testbed.paths import KUBERNETES_VERSION
+from support.waiting import wait_for
 
 
-def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_apiserver_reports_pinned_version(control_plane):

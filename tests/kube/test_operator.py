@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,26 +16,14 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from test_operator_schema import VITP, manifest, minimal_spec, vitp_crd  # noqa: F401 (fixture)
+from support.s3server import free_port
+from support.waiting import wait_for
 
 BUCKET = "vitp-test"
 RAY = ("ray.io", "v1")
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Operator:

@@ -5,9 +5,7 @@ and the operator in the container creates its RayJob and reports it in the statu
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -18,6 +16,8 @@ from test_operator_schema import VITP, manifest, minimal_spec, vitp_crd  # noqa:
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images"))
 from image_build import build_images, docker, world_readable  # noqa: E402
+from support.s3server import free_port
+from support.waiting import wait_for
 
 pytestmark = pytest.mark.images
 
@@ -25,20 +25,7 @@ RAY = ("ray.io", "v1")
 BUCKET = "vitp-image-test"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
-
-def wait_for(predicate, timeout: float, what: str, on_timeout=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}\n{on_timeout()}", pytrace=False)
 
 
 @pytest.fixture
