@@ -104,10 +104,24 @@ def status_schema() -> dict:
             "runId": _str(), "rayJobName": _str(), "rayClusterName": _str(), "jobId": _str(),
             "dashboardURL": _str(), "startTime": _str(), "completionTime": _str(),
             "stage": _str("The pipeline stage, from the run's progress.json."),
-            "progress": _str("done/total of the current stage."),
+            "progress": {
+                "type": "object",
+                "description": "From the run's progress.json while it runs; stale or missing says so.",
+                "properties": {
+                    "stage": _str(), "summary": _str("e.g. '52% train step 30/60'."),
+                    "percent": {"type": "integer", "minimum": 0, "maximum": 100,
+                                "description": "Of the whole run (stages weighted; training most)."},
+                    "done": {"type": "integer"}, "total": {"type": "integer"},
+                    "step": {"type": "integer"}, "maxSteps": {"type": "integer"}, "epoch": {"type": "number"},
+                    "metrics": {**free, "description": "The latest evaluation during training."},
+                    "lastUpdated": _str(), "stale": {"type": "boolean"}, "note": _str(),
+                },
+            },
             "metrics": {**free, "description": "From the run's summary.json."},
             "counts": {**free, "description": "From the run's summary.json."},
             "checkpointUri": _str(), "predictionsUri": _str(), "summaryUri": _str(),
+            "driverLogUri": _str("The Ray driver's log, kept in S3 after the Ray pods are gone."),
+            "progressUri": _str(),
         },
     }
 
@@ -122,9 +136,10 @@ def printer_columns() -> list[dict]:
     return [
         {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
         {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
-        {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
+        {"name": "Progress", "type": "string", "jsonPath": ".status.progress.summary"},
         {"name": "Accuracy", "type": "number", "jsonPath": ".status.metrics.accuracy"},
-        {"name": "RayJob", "type": "string", "jsonPath": ".status.rayJobName"},
+        {"name": "RayJob", "type": "string", "jsonPath": ".status.rayJobName", "priority": 1},
+        {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     ]
 

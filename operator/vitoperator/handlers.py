@@ -11,10 +11,11 @@ import os
 
 import kopf
 
-from . import kube, ownership
+from . import kube, ownership, startup
+from . import progress as runprogress
 from . import status as mirror
 from .crd import GROUP, PLURAL, VERSION
-from .render import ANN_PROGRESS, ANN_RUN_ID, ANN_SUMMARY, MANAGED_BY, render_rayjob
+from .render import ANN_DRIVER_LOG, ANN_PROGRESS, ANN_RUN_ID, ANN_SUMMARY, MANAGED_BY, render_rayjob
 from .s3summary import S3ReadError, read_json
 from .spec import SpecError, parse_spec
 
@@ -81,8 +82,11 @@ def create_rayjob(body: kopf.Body, name: str, namespace: str, uid: str, meta: ko
     manifest = render_rayjob(name, uid, spec)
     kopf.adopt(manifest, owner=body)
     rayjob = _create_or_adopt(namespace, manifest, uid, patch, generation)
-    update = {**mirror.mirror_fields(rayjob), "observedGeneration": generation,
-              "runId": rayjob["metadata"]["annotations"][ANN_RUN_ID]}
+    ann = rayjob["metadata"]["annotations"]
+    update = {**mirror.mirror_fields(rayjob), "observedGeneration": generation, "runId": ann[ANN_RUN_ID],
+              "summaryUri": ann[ANN_SUMMARY], "progressUri": ann[ANN_PROGRESS]}
+    if ann.get(ANN_DRIVER_LOG):
+        update["driverLogUri"] = ann[ANN_DRIVER_LOG]
     if not rayjob.get("status"):
         # A RayJob adopted after a restart may be far along: its events set the phase instead.
         update = {**mirror.status_update(rayjob, None, {}, _now(), generation), **update}
@@ -112,14 +116,14 @@ def _summary(pipeline: dict, rayjob: dict) -> dict | None:
     return read_json(uri, storage.get("endpointUrl"), storage.get("region"))
 
 
-def _progress(pipeline: dict, rayjob: dict) -> dict:
+def _progress_record(pipeline: dict, rayjob: dict) -> tuple[dict | None, str | None]:
+    """(progress.json, None), or (None, why it could not be read)."""
     storage = pipeline["spec"]["pipeline"].get("storage") or {}
     try:
-        got = read_json(rayjob["metadata"]["annotations"][ANN_PROGRESS],
-                        storage.get("endpointUrl"), storage.get("region"))
-    except S3ReadError:
-        return {}
-    return mirror.progress_fields(got)
+        return read_json(rayjob["metadata"]["annotations"][ANN_PROGRESS],
+                         storage.get("endpointUrl"), storage.get("region")), None
+    except S3ReadError as err:
+        return None, str(err)
 
 
 def sync(pipeline: dict, rayjob: dict, with_progress: bool = False) -> None:
@@ -129,9 +133,15 @@ def sync(pipeline: dict, rayjob: dict, with_progress: bool = False) -> None:
     if previous.get("phase") in mirror.TERMINAL or previous.get("reason") in FINAL_REASONS:
         return
     generation = pipeline["metadata"].get("generation")
-    update = mirror.status_update(rayjob, _summary(pipeline, rayjob), previous, _now(), generation)
+    phase, _, _ = mirror.phase_of(rayjob.get("status"), None)
+    record, unreadable = None, None
+    if phase == mirror.FAILED or (with_progress and phase == mirror.RUNNING):
+        record, unreadable = _progress_record(pipeline, rayjob)
+    update = mirror.status_update(rayjob, _summary(pipeline, rayjob), previous, _now(), generation,
+                                  pipeline_error=runprogress.failure(record))
     if with_progress and update["phase"] == mirror.RUNNING:
-        update.update(_progress(pipeline, rayjob))
+        update.update(runprogress.progress_status(record, dt.datetime.now(dt.timezone.utc).timestamp(),
+                                                  unreadable=unreadable))
     if not mirror.changed(previous, update):
         return
     meta = pipeline["metadata"]
@@ -178,7 +188,46 @@ def resync(body: kopf.Body, namespace: str, status: kopf.Status, **_) -> None:
                                                 (pipeline.get("status") or {}).get("conditions"))})
         kopf.event(pipeline, type="Warning", reason="RayJobMissing", message=message)
         return
+    if _past_startup_deadline(pipeline, rayjob):
+        _fail_startup(pipeline, rayjob)
+        return
     try:
         sync(pipeline, rayjob, with_progress=True)
     except S3ReadError as err:
         raise kopf.TemporaryError(str(err), delay=RESYNC_SECONDS) from None
+
+
+STARTING = ("", "New", "Initializing")
+
+
+def _past_startup_deadline(pipeline: dict, rayjob: dict) -> bool:
+    """Still starting (KubeRay has not got the cluster up) after spec.startupDeadlineSeconds."""
+    if (rayjob.get("status") or {}).get("jobDeploymentStatus", "") not in STARTING:
+        return False
+    if rayjob["spec"].get("suspend"):
+        return False
+    deadline = (pipeline.get("spec") or {}).get("startupDeadlineSeconds", 600)
+    created = dt.datetime.strptime(rayjob["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
+    age = dt.datetime.now(dt.timezone.utc) - created.replace(tzinfo=dt.timezone.utc)
+    return deadline > 0 and age.total_seconds() > deadline
+
+
+def _fail_startup(pipeline: dict, rayjob: dict) -> None:
+    """Fail with the cause read off the RayCluster and its pods, then suspend the RayJob: KubeRay
+    deletes its RayCluster and pods, so nothing waits on (or holds) resources forever, and the
+    RayJob stays for inspection."""
+    namespace, name = pipeline["metadata"]["namespace"], pipeline["metadata"]["name"]
+    cluster_name = (rayjob.get("status") or {}).get("rayClusterName")
+    raycluster = kube.get(kube.RAYCLUSTER, namespace, cluster_name) if cluster_name else None
+    pods = kube.list_pods(namespace, f"ray.io/cluster={cluster_name}") if cluster_name else []
+    pods += kube.list_pods(namespace, f"batch.kubernetes.io/job-name={rayjob['metadata']['name']}")
+    cause = startup.why_not_started(rayjob, raycluster, pods)
+    deadline = pipeline["spec"].get("startupDeadlineSeconds", 600)
+    message = f"the Ray cluster did not start within startupDeadlineSeconds={deadline}: {cause}"
+    generation = pipeline["metadata"].get("generation")
+    kube.patch_status(kube.VITP, namespace, name, {
+        "phase": mirror.FAILED, "reason": "StartupDeadlineExceeded", "message": message,
+        "conditions": mirror.conditions_for(mirror.FAILED, "StartupDeadlineExceeded", message, _now(), generation,
+                                            (pipeline.get("status") or {}).get("conditions"))})
+    kopf.event(pipeline, type="Warning", reason="StartupDeadlineExceeded", message=message)
+    kube.patch(kube.RAY, namespace, rayjob["metadata"]["name"], {"spec": {"suspend": True}})

@@ -10,9 +10,10 @@ from kubernetes.client.rest import ApiException
 from .crd import GROUP, PLURAL, VERSION
 
 RAY = ("ray.io", "v1", "rayjobs")
+RAYCLUSTER = ("ray.io", "v1", "rayclusters")
 VITP = (GROUP, VERSION, PLURAL)
 
-__all__ = ["ApiException", "load", "get", "create", "patch", "patch_status"]
+__all__ = ["ApiException", "load", "get", "create", "patch", "patch_status", "list_pods"]
 
 
 def load() -> None:
@@ -52,3 +53,9 @@ def patch(kind: tuple[str, str, str], namespace: str, name: str, body: dict) -> 
 
 def patch_status(kind: tuple[str, str, str], namespace: str, name: str, status: dict) -> dict:
     return _api().patch_namespaced_custom_object_status(*_gv(kind), namespace, kind[2], name, {"status": status})
+
+
+def list_pods(namespace: str, label_selector: str) -> list[dict]:
+    core = client.CoreV1Api()
+    pods = core.list_namespaced_pod(namespace, label_selector=label_selector).items
+    return [core.api_client.sanitize_for_serialization(p) for p in pods]

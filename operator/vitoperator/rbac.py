@@ -23,7 +23,11 @@ def namespaced_rules() -> list[dict]:
         {"apiGroups": [GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch"]},
         # Owner references with blockOwnerDeletion need update on the owner's finalizers.
         {"apiGroups": [GROUP], "resources": [f"{PLURAL}/finalizers"], "verbs": ["update"]},
+        # patch also suspends a RayJob past spec.startupDeadlineSeconds (KubeRay then deletes its pods).
         {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": ["get", "list", "watch", "create", "patch"]},
+        # Read-only, to say why a Ray cluster never started.
+        {"apiGroups": ["ray.io"], "resources": ["rayclusters"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
         {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
     ]

@@ -20,6 +20,7 @@ LABEL_PIPELINE = "vitpipeline.dev/pipeline"
 ANN_RUN_ID = "vitpipeline.dev/run-id"
 ANN_SUMMARY = "vitpipeline.dev/summary-uri"
 ANN_PROGRESS = "vitpipeline.dev/progress-uri"
+ANN_DRIVER_LOG = "vitpipeline.dev/driver-log-uri"
 SUBMITTER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"},
                        "limits": {"cpu": "500m", "memory": "512Mi"}}
 
@@ -149,7 +150,7 @@ def render_rayjob(name: str, uid: str, spec: ViTPipelineSpec) -> dict:
                 LABEL_PIPELINE: names.fit(name, 63),
             },
             "annotations": {ANN_RUN_ID: layout.run_id, ANN_SUMMARY: layout.summary,
-                            ANN_PROGRESS: layout.progress},
+                            ANN_PROGRESS: layout.progress, ANN_DRIVER_LOG: layout.driver_log},
         },
         "spec": job,
     }

@@ -115,7 +115,10 @@ class ViTPipelineSpec(_Model):
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     backoff_limit: int = Field(default=0, ge=0, le=10)
     startup_deadline_seconds: int = Field(
-        default=600, ge=0, le=86400, description="How long the driver waits for workers to join.")
+        default=600, ge=0, le=86400,
+        description="How long the Ray cluster may take to start: past it, the run fails with the cause read "
+                    "off the RayCluster and its pods (0: wait forever). Also how long the driver waits for "
+                    "its workers to join.")
 
     @field_validator("ray_image")
     @classmethod

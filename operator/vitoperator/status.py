@@ -90,31 +90,30 @@ def mirror_fields(rayjob: dict) -> dict:
 
 def summary_fields(summary: dict) -> dict:
     """What the ViTPipeline's status shows from a run's summary.json."""
-    out = {k: summary[k] for k in ("metrics", "counts", "checkpointUri", "predictionsUri", "summaryUri")
+    out = {k: summary[k] for k in ("metrics", "counts", "checkpointUri", "predictionsUri", "summaryUri",
+                                        "driverLogUri")
            if summary.get(k) is not None}
     if isinstance(out.get("metrics"), dict):
         out["metrics"] = {k: v for k, v in out["metrics"].items() if v is not None}
     return out
 
 
-def progress_fields(progress: dict | None) -> dict:
-    if not progress or not progress.get("stage"):
-        return {}
-    out = {"stage": str(progress["stage"])}
-    if progress.get("total"):
-        out["progress"] = f"{progress.get('done') or 0}/{progress['total']}"
-    return out
+DONE_PROGRESS = {"stage": "done", "percent": 100, "summary": "100% done", "stale": False}
 
 
 def status_update(rayjob: dict, summary: dict | None, previous: dict, now: str,
-                  generation: int | None) -> dict:
-    """The full status patch for a ViTPipeline whose RayJob is `rayjob`."""
+                  generation: int | None, pipeline_error: str | None = None) -> dict:
+    """The full status patch for a ViTPipeline whose RayJob is `rayjob`. `pipeline_error` is the
+    pipeline's own account of its failure (from progress.json); it explains a Failed phase
+    better than KubeRay can, so it becomes the message, with KubeRay's words kept after it."""
     phase, reason, message = phase_of(rayjob.get("status"), summary)
+    if phase == FAILED and pipeline_error:
+        reason, message = "PipelineFailed", f"{pipeline_error} (KubeRay: {reason}: {message})"[:2000]
     out = {"phase": phase, "reason": reason, "message": message, **mirror_fields(rayjob),
            "conditions": conditions_for(phase, reason, message, now, generation, previous.get("conditions"))}
     if phase == SUCCEEDED and summary is not None:
         out.update(summary_fields(summary))
-        out["stage"], out["progress"] = "done", None
+        out["stage"], out["progress"] = "done", dict(DONE_PROGRESS)
     return out
 
 

@@ -8,6 +8,7 @@ import binascii
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import yaml
@@ -56,11 +57,44 @@ def _fmt(x) -> str:
 
 
 def _run(config: PipelineConfig) -> int:
+    from .commit import read_summary
+    from .driverlog import FdTee
+    from .layout import RunLayout
     from .runner import run
+    from .storage import Store
 
-    summary = run(config)
-    print(results_table(summary))
-    return 0
+    store, layout = Store(config.storage), RunLayout(config.output.uri, config.run_id)
+    # A finished run is not run again, and its log is left as it was.
+    keep_log = read_summary(store, layout) is None
+    tee = FdTee()
+    try:
+        with tee:  # the error goes into the kept log too
+            try:
+                summary = run(config)
+            except PipelineError as err:
+                print(f"vitpipeline: {err}", file=sys.stderr)
+                return 1
+            except Exception:
+                traceback.print_exc()
+                return 1
+            print(results_table(summary))
+        return 0
+    finally:
+        if keep_log:
+            save_driver_log(store, layout, tee.tail.value())
+
+
+def save_driver_log(store, layout, data: bytes) -> None:
+    """This attempt's log under logs/, and driver.log as the latest attempt's copy."""
+    import datetime as dt
+
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for uri in (f"{layout.root}/logs/driver-{stamp}-{os.getpid()}.log", layout.driver_log):
+        try:
+            store.write_bytes(uri, data)
+        except OSError as err:
+            print(f"[vitpipeline] could not save the driver log to {uri}: {err}", file=sys.stderr)
+            return
 
 
 def load_config_b64(text: str) -> PipelineConfig:

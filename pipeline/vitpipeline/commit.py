@@ -44,6 +44,7 @@ def build_summary(
         "checkpointUri": checkpoint_uri,
         "predictionsUri": layout.predictions,
         "summaryUri": layout.summary,
+        "driverLogUri": layout.driver_log,
         "timingsSeconds": {k: round(v, 3) for k, v in timings.items()},
         "training": sync,
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import ValidationSpec
+from .config import StorageSpec, ValidationSpec
 from .validate import OK, validate_batch
 
 
@@ -40,11 +40,14 @@ class Featurizer:
     pixels and their reason, so the run can count and list them.
     """
 
-    def __init__(self, model_name: str, validation: ValidationSpec, threads: int = 1):
+    def __init__(self, model_name: str, validation: ValidationSpec, threads: int = 1,
+                 storage: StorageSpec | None = None):
         import torch
 
+        from .models import local_model
+
         torch.set_num_threads(max(1, threads))
-        self._processor = load_processor(model_name)
+        self._processor = load_processor(local_model(model_name, storage or StorageSpec()))
         self._validation = validation
         self._shape = (3, *image_size(self._processor))
 

@@ -66,10 +66,10 @@ class ImagePredictor:
     dropped from the predictions; the run counts them.
     """
 
-    def __init__(self, model_dir_or_checkpoint, processor_name: str, validation, threads: int = 1):
+    def __init__(self, model_dir_or_checkpoint, processor_name: str, validation, threads: int = 1, storage=None):
         from .featurize import Featurizer
 
-        self._featurize = Featurizer(processor_name, validation, threads)
+        self._featurize = Featurizer(processor_name, validation, threads, storage)
         self._predict = Predictor(model_dir_or_checkpoint, use_gpu=False, threads=threads)
 
     def __call__(self, batch: dict) -> dict:

@@ -47,6 +47,11 @@ class RunLayout:
         return join(self.root, "progress.json")
 
     @property
+    def driver_log(self) -> str:
+        """The driver's stdout and stderr (Ray workers' output included), kept after teardown."""
+        return join(self.root, "driver.log")
+
+    @property
     def training_record(self) -> str:
         return join(self.root, "training.json")
 

@@ -27,6 +27,11 @@ class Progress:
         self.record.update(fields)
         self._write(force=False)
 
+    def fail(self, error: str) -> None:
+        """The run stopped: keep the stage it stopped in and the error, for the operator."""
+        self.record.update(stage="failed", failedStage=self.record.get("stage"), error=error[:4000])
+        self._write(force=True)
+
     def flush(self) -> None:
         self._write(force=True)
 

@@ -18,7 +18,7 @@ from .errors import InputError, PipelineError
 from .featurize import Featurizer
 from .infer import ImagePredictor, Predictor
 from .labels import limit_per_class
-from .layout import RunLayout
+from .layout import RunLayout, is_s3
 from .progress import Progress
 from .split import stratified_split
 from .storage import Store
@@ -27,8 +27,11 @@ from .validate import OK
 FEATURIZE_BATCH = 64
 
 
-def model_available(name: str) -> bool:
-    """A local model directory, or a hub id whose config can be fetched (or is cached)."""
+def model_available(name: str, store: Store) -> bool:
+    """A local model directory, an s3:// prefix holding a saved model, or a hub id whose
+    config can be fetched (or is cached)."""
+    if is_s3(name):
+        return store.exists(name.rstrip("/") + "/config.json")
     if os.path.isdir(name):
         return os.path.exists(os.path.join(name, "config.json"))
     try:
@@ -68,7 +71,8 @@ def _timed(timings: dict, key: str):
 def _featurize(ds, config: PipelineConfig, pool: resources.Pool, model_name: str):
     return ds.map_batches(
         Featurizer,
-        fn_constructor_kwargs={"model_name": model_name, "validation": config.validation, "threads": pool.threads},
+        fn_constructor_kwargs={"model_name": model_name, "validation": config.validation, "threads": pool.threads,
+                               "storage": config.storage},
         batch_size=FEATURIZE_BATCH,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=pool.actors),
@@ -106,6 +110,7 @@ def predict_images(raw, config: PipelineConfig, plan: resources.ResourcePlan, mo
             "processor_name": config.model.name,
             "validation": config.validation,
             "threads": plan.infer.threads,
+            "storage": config.storage,
         },
         batch_size=config.inference.batch_size,
         batch_format="numpy",
@@ -135,13 +140,21 @@ def run(config: PipelineConfig, echo=print) -> dict:
         echo(f"[vitpipeline] run {config.run_id} already finished: {layout.summary}")
         return done
     check_writable(store, layout)
-    if not model_available(config.model.name):
-        raise PipelineError(
-            f"model.name: {config.model.name!r} is neither a local model directory nor a "
-            "Hugging Face Hub model that can be reached"
-        )
-
     progress = Progress(store, layout.progress, config.run_id, echo=echo)
+    try:
+        return _run_stages(config, store, layout, progress, echo)
+    except Exception as err:
+        # Recorded for the operator (status.message) and for whoever reads the prefix later.
+        progress.fail(str(err) if isinstance(err, PipelineError) else f"{type(err).__name__}: {err}")
+        raise
+
+
+def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, progress: Progress, echo) -> dict:
+    if not model_available(config.model.name, store):
+        raise PipelineError(
+            f"model.name: {config.model.name!r} is neither a local model directory, an s3:// "
+            "prefix holding a saved model (config.json), nor a Hugging Face Hub model that can be reached"
+        )
     timings: dict[str, float] = {}
     start = time.perf_counter()
 

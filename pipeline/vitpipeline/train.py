@@ -106,17 +106,20 @@ def train_loop(plan: TrainPlan) -> None:
     from .featurize import load_processor
     from .metrics import load_accuracy
 
+    from .models import local_model
+
     ctx = ray.train.get_context()
     id2label = dict(enumerate(plan.class_names))
+    model_dir = local_model(plan.model, plan.storage)
     model = AutoModelForImageClassification.from_pretrained(
-        plan.model,
+        model_dir,
         num_labels=len(plan.class_names),
         id2label=id2label,
         label2id={v: k for k, v in id2label.items()},
         # A hub backbone comes with a different (or no) head: start a fresh one.
         ignore_mismatched_sizes=True,
     )
-    processor = load_processor(plan.model)
+    processor = load_processor(model_dir)
     accuracy = load_accuracy()
 
     def compute_metrics(eval_pred):

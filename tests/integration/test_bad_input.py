@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import keys, run_cli
+from helpers import keys, read_json, run_cli
 from vitpipeline.demo import save_tiny_vit
 
 
@@ -62,6 +62,17 @@ def test_bad_input_fails_cleanly(case, exit_code, words, model, bucket, s3, tmp_
     }[case]
     proc = run_cli(tmp_path, cfg, s3, timeout=300)
     assert proc.returncode == exit_code, proc.stderr[-3000:]
-    last = proc.stderr.strip().splitlines()[-1]
+    lines = proc.stderr.strip().splitlines()
+    # The error is the last line; only an unwritable output adds one about the log it could not keep.
+    last = lines[-2] if case == "unwritable_output" else lines[-1]
     assert words in last, proc.stderr[-3000:]
+    if case == "unwritable_output":
+        assert "could not save the driver log" in lines[-1]
     assert not [k for k in keys(s3, "bad-input", "out/") if k.endswith("summary.json")]
+    if case in ("unwritable_output", "bad_field"):
+        return  # nothing can be (or is) written: the output is unusable or the config never parsed
+    # What a user (or the operator) finds in the prefix after the pods are gone: why it failed.
+    progress = read_json(s3, "bad-input", "out/bad/progress.json")
+    assert progress["stage"] == "failed" and words in progress["error"], progress
+    driver_log = s3.client().get_object(Bucket="bad-input", Key="out/bad/driver.log")["Body"].read().decode()
+    assert words in driver_log, driver_log[-2000:]

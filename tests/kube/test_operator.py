@@ -279,10 +279,29 @@ def test_resync_timer_reads_progress_and_retries_the_summary(vitp_crd, api, name
         run_id = f"slow-{created['metadata']['uid'].replace('-', '')[:8]}"
         wait_for(lambda: get_rayjob(api, namespace, "slow"), what="the RayJob")
         kuberay_says(api, namespace, "slow", jobDeploymentStatus="Running", jobStatus="RUNNING")
+        wait_for(lambda: status_of(api, namespace, "slow").get("progress", {}).get("note") ==
+                 "the run has not written progress.json yet", what="missing progress reported")
+        assert status_of(api, namespace, "slow")["phase"] == "Running"  # never failed for it
         bucket.put_object(Bucket=BUCKET, Key=f"runs/{run_id}/progress.json", Body=json.dumps(
-            {"runId": run_id, "stage": "train", "done": 3, "total": 12, "updatedAt": "now"}).encode())
-        wait_for(lambda: status_of(api, namespace, "slow").get("progress") == "3/12", what="progress in status")
-        assert status_of(api, namespace, "slow")["stage"] == "train"
+            {"runId": run_id, "stage": "train", "done": 3, "total": 12, "epoch": 0.5,
+             "metrics": {"accuracy": 0.25}, "updatedAt": time.time()}).encode())
+        wait_for(lambda: status_of(api, namespace, "slow").get("progress", {}).get("summary") == "41% train step 3/12",
+                 what="progress in status")
+        st = status_of(api, namespace, "slow")
+        assert st["stage"] == "train" and st["progress"]["metrics"] == {"accuracy": 0.25}
+        assert st["progress"]["stale"] is False and st["progress"]["lastUpdated"].endswith("Z")
+        assert st["summaryUri"] == f"s3://{BUCKET}/runs/{run_id}/summary.json"
+        assert st["driverLogUri"] == f"s3://{BUCKET}/runs/{run_id}/driver.log"
+
+        # The run fails: the pipeline's own words (its last progress record) become the message.
+        bucket.put_object(Bucket=BUCKET, Key=f"runs/{run_id}/progress.json", Body=json.dumps(
+            {"runId": run_id, "stage": "failed", "failedStage": "ingest", "updatedAt": time.time(),
+             "error": "data: no labeled images found (check data.sources and data.labelsCsv)"}).encode())
+        kuberay_says(api, namespace, "slow", jobDeploymentStatus="Failed", jobStatus="FAILED", reason="AppFailed",
+                     message="Job entrypoint command failed with exit code 1")
+        st = wait_phase(api, namespace, "slow", "Failed", "PipelineFailed")
+        assert st["message"].startswith("the pipeline failed in stage ingest: data: no labeled images found"), st
+        assert "KubeRay: AppFailed" in st["message"]
 
         # The summary's bucket does not exist yet: a read error is "not yet", never "Failed".
         late = f"late-{namespace}"
@@ -324,12 +343,34 @@ def test_operator_needs_no_secret_access(vitp_crd, api, namespace, s3, bucket, t
         with pytest.raises(ApiException) as denied:
             client.CoreV1Api(limited).list_namespaced_secret(namespace)
         assert denied.value.status == 403
-    op = Operator(kubeconfig, namespace, s3.env(), tmp_path / "operator.log").start()
+    op = Operator(kubeconfig, namespace, {**s3.env(), "VITOPERATOR_RESYNC_SECONDS": "1"},
+                  tmp_path / "operator.log").start()
     try:
         api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest("limited", minimal_spec()))
         wait_for(lambda: get_rayjob(api, namespace, "limited"), what="the RayJob")
         kuberay_says(api, namespace, "limited", jobDeploymentStatus="Running", jobStatus="RUNNING")
         wait_phase(api, namespace, "limited", "Running", "JobRunning")
+
+        # A cluster that cannot start: failed at the deadline with the scheduler's words, and
+        # its RayJob suspended (KubeRay then removes the pods). This test plays the scheduler too.
+        api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest(
+            "stuck", {**minimal_spec(), "startupDeadlineSeconds": 2}))
+        wait_for(lambda: get_rayjob(api, namespace, "stuck"), what="the RayJob")
+        kuberay_says(api, namespace, "stuck", jobDeploymentStatus="Initializing", rayClusterName="stuck-rc")
+        with vitp_crd.api_client() as admin:
+            core = client.CoreV1Api(admin)
+            core.create_namespaced_pod(namespace, {
+                "metadata": {"name": "stuck-rc-gpu-worker-x", "labels": {"ray.io/cluster": "stuck-rc"}},
+                "spec": {"containers": [{"name": "ray-worker", "image": "vitpipeline/pipeline:0.1.0"}]}})
+            core.patch_namespaced_pod_status("stuck-rc-gpu-worker-x", namespace, {"status": {"conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}]}})
+        st = wait_phase(api, namespace, "stuck", "Failed", "StartupDeadlineExceeded")
+        assert st["message"] == ("the Ray cluster did not start within startupDeadlineSeconds=2: pod "
+                                 "stuck-rc-gpu-worker-x: Unschedulable: 0/1 nodes are available: "
+                                 "1 Insufficient nvidia.com/gpu.")
+        assert get_rayjob(api, namespace, "stuck")["spec"]["suspend"] is True
+        assert "StartupDeadlineExceeded" in events_for(vitp_crd, namespace, "stuck")
         assert "RunningForbidden" not in op.log.read_text()
         assert " 403" not in op.log.read_text() and "Forbidden" not in op.log.read_text()
     finally:

@@ -68,5 +68,8 @@ def test_names_and_columns():
     assert spec["names"]["shortNames"] == ["vitp"] and spec["scope"] == "Namespaced"
     version = spec["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == \
-        ["Phase", "Stage", "Progress", "Accuracy", "RayJob", "Age"]
+    columns = version["additionalPrinterColumns"]
+    # `kubectl get vitp` shows these; -o wide adds the priority-1 ones.
+    assert [c["name"] for c in columns if not c.get("priority")] == ["Phase", "Stage", "Progress", "Accuracy", "Age"]
+    assert [c["name"] for c in columns if c.get("priority")] == ["RayJob", "Reason"]
+    assert next(c for c in columns if c["name"] == "Progress")["jsonPath"] == ".status.progress.summary"

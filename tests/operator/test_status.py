@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from vitoperator.status import (
-    changed, conditions_for, mirror_fields, phase_of, progress_fields, status_update, summary_fields,
+    changed, conditions_for, mirror_fields, phase_of, status_update, summary_fields,
 )
 
 OK = {"status": "Succeeded", "metrics": {"accuracy": 0.9}}
@@ -108,10 +108,15 @@ def test_mirror_and_summary_fields():
     assert not changed(update, update) and changed({}, update)
 
 
-@pytest.mark.parametrize("progress, expected", [
-    (None, {}),
-    ({"stage": "train", "done": 3, "total": 10}, {"stage": "train", "progress": "3/10"}),
-    ({"stage": "ingest", "done": 0, "total": None}, {"stage": "ingest"}),
-])
-def test_progress_fields(progress, expected):
-    assert progress_fields(progress) == expected
+def test_the_pipelines_own_error_explains_a_failure_and_keeps_kuberays_words():
+    rayjob = {"metadata": {"name": "rj"}, "spec": {},
+              "status": {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed",
+                         "message": "Job entrypoint command failed with exit code 1"}}
+    update = status_update(rayjob, None, {}, "T", 1, pipeline_error="the pipeline failed in stage ingest: data: x")
+    assert (update["phase"], update["reason"]) == ("Failed", "PipelineFailed")
+    assert update["message"].startswith("the pipeline failed in stage ingest: data: x (KubeRay: AppFailed: Job entry")
+    finished = next(c for c in update["conditions"] if c["type"] == "Finished")
+    assert finished["reason"] == "PipelineFailed"
+    # Not failed (yet): the record says nothing about the phase.
+    rayjob["status"] = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
+    assert status_update(rayjob, None, {}, "T", 1, pipeline_error="boom")["reason"] == "JobRunning"

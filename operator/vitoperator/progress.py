@@ -1,0 +1,80 @@
+"""A run's progress.json -> `status.stage` and `status.progress`. Pure.
+
+The pipeline replaces progress.json every few seconds while it works (stage, done/total, and
+while training: step of max steps, epoch, latest eval metrics, `updatedAt` in epoch seconds).
+`percent` is for the whole run: each stage owns a span of 0-100 and moves through it by its
+own done/total. A missing, unreadable or stale record is reported as such; it never fails a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+# (start, end) percent of the whole run per stage; training dominates a real run.
+SPANS = {"starting": (0, 0), "ingest": (0, 5), "featurize": (5, 25), "split": (25, 27),
+         "train": (27, 85), "infer": (85, 97), "commit": (97, 99), "done": (100, 100)}
+STALE_AFTER_SECONDS = 300.0
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def percent(stage: str, done, total) -> int | None:
+    span = SPANS.get(stage)
+    if span is None:
+        return None
+    start, end = span
+    frac = 0.0
+    if isinstance(total, (int, float)) and total > 0 and isinstance(done, (int, float)):
+        frac = min(1.0, max(0.0, done / total))
+    return int(start + (end - start) * frac)
+
+
+def progress_status(record: dict | None, now: float, stale_after: float = STALE_AFTER_SECONDS,
+                    unreadable: str | None = None) -> dict:
+    """{"stage": ..., "progress": {...}} for the status patch."""
+    if unreadable:
+        return {"progress": {"stale": True, "summary": "progress unreadable",
+                             "note": f"progress.json could not be read: {unreadable}"}}
+    if not record or not record.get("stage"):
+        return {"progress": {"stale": True, "summary": "no progress yet",
+                             "note": "the run has not written progress.json yet"}}
+    stage = str(record["stage"])
+    done, total = record.get("done"), record.get("total")
+    out: dict = {"stage": stage}
+    pct = percent(stage, done, total)
+    if pct is not None:
+        out["percent"] = pct
+    if isinstance(total, (int, float)) and total:
+        out["done"], out["total"] = int(done or 0), int(total)
+    training = record.get("training") if stage != "train" else record
+    if isinstance(training, dict):
+        if stage == "train":
+            out["step"], out["maxSteps"] = int(done or 0), int(total or 0)
+        if training.get("epoch") is not None:
+            out["epoch"] = training["epoch"]
+        metrics = training.get("metrics")
+        if isinstance(metrics, dict) and metrics:
+            out["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+    updated = record.get("updatedAt")
+    stale = False
+    if isinstance(updated, (int, float)):
+        out["lastUpdated"] = _iso(updated)
+        stale = now - updated > stale_after
+    out["stale"] = stale
+    detail = f" step {out['step']}/{out['maxSteps']}" if "step" in out else (
+        f" {out['done']}/{out['total']}" if "total" in out else "")
+    out["summary"] = f"{pct if pct is not None else '?'}% {stage}{detail}" + (" (stale)" if stale else "")
+    if stale:
+        out["note"] = f"progress.json not updated for {int(now - updated)}s"
+    return {"stage": stage, "progress": out}
+
+
+def failure(record: dict | None) -> str | None:
+    """The pipeline's own error, when its last record says it failed."""
+    if record and record.get("stage") == "failed" and record.get("error"):
+        where = record.get("failedStage")
+        return f"the pipeline failed in stage {where}: {record['error']}" if where else \
+            f"the pipeline failed: {record['error']}"
+    return None

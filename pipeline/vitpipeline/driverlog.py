@@ -1,0 +1,82 @@
+"""The driver's own log, kept under the run's prefix: KubeRay deletes the Ray pods (and their
+logs) once the job ends, so whoever finds a failed run later still reads why.
+
+Output is captured at the file-descriptor level (fd 1 and 2), so print(), logging and what
+Ray forwards from its workers are all kept, while still reaching the terminal as before.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+MAX_BYTES = 8 * 1024 * 1024  # keep the last 8 MiB: the end of a log says why it ended
+
+
+class Tail:
+    """A byte buffer that keeps only its last `limit` bytes."""
+
+    def __init__(self, limit: int = MAX_BYTES):
+        self.limit = limit
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self.dropped = 0
+        self._lock = threading.Lock()
+
+    def add(self, data: bytes) -> None:
+        with self._lock:
+            self._chunks.append(data)
+            self._size += len(data)
+            while self._size > self.limit and len(self._chunks) > 1:
+                old = self._chunks.pop(0)
+                self._size -= len(old)
+                self.dropped += len(old)
+
+    def value(self) -> bytes:
+        with self._lock:
+            data = b"".join(self._chunks)
+            head = f"[vitpipeline] ... {self.dropped} earlier bytes dropped ...\n".encode() if self.dropped else b""
+            return head + data[-self.limit:]
+
+
+class FdTee:
+    """Copies everything written to fds 1 and 2 into a Tail while passing it through."""
+
+    def __init__(self, tail: Tail | None = None, fds: tuple[int, ...] = (1, 2)):
+        self.tail = tail or Tail()
+        self._fds = fds
+        self._saved: dict[int, int] = {}
+        self._threads: list[threading.Thread] = []
+
+    def _pump(self, read_fd: int, out_fd: int) -> None:
+        while chunk := os.read(read_fd, 65536):
+            self.tail.add(chunk)
+            try:
+                os.write(out_fd, chunk)
+            except OSError:
+                pass
+        os.close(read_fd)
+
+    def __enter__(self) -> FdTee:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd in self._fds:
+            self._saved[fd] = os.dup(fd)
+            r, w = os.pipe()
+            os.dup2(w, fd)
+            os.close(w)
+            t = threading.Thread(target=self._pump, args=(r, self._saved[fd]), daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in self._saved.items():
+            os.dup2(saved, fd)  # closes the pipe's last write end: the pump sees EOF
+        for t in self._threads:
+            t.join(timeout=2)  # a child process may still hold the pipe open
+        for saved in self._saved.values():
+            os.close(saved)

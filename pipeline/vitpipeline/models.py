@@ -1,0 +1,75 @@
+"""Where a model comes from: a Hugging Face Hub id, a local directory, or an `s3://` prefix
+holding a saved model (config.json, weights, preprocessor_config.json).
+
+An `s3://` model is copied once per machine into a local cache directory and loaded from
+there, so every process that needs it (driver, featurize actors, training workers, inference
+actors) gets the same files, on clusters with no route to the Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import uuid
+
+from .config import StorageSpec
+from .layout import is_s3
+
+COMPLETE = ".vitpipeline-complete"
+
+
+def cache_root() -> str:
+    return os.environ.get("VITPIPELINE_MODEL_CACHE") or os.path.join(tempfile.gettempdir(), "vitpipeline-models")
+
+
+def cache_dir(uri: str) -> str:
+    """The local directory an `s3://` model is copied to; one per URI."""
+    return os.path.join(cache_root(), hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16])
+
+
+def relative_files(uri: str, files: list[str]) -> dict[str, str]:
+    """{path under the model directory: source URI} for the listed files under `uri`."""
+    base = uri.rstrip("/") + "/"
+    out = {}
+    for f in files:
+        if not f.startswith(base):
+            raise ValueError(f"{f!r} is not under {base!r}")
+        out[f[len(base):]] = f
+    return out
+
+
+def local_model(name: str, storage: StorageSpec) -> str:
+    """`name` itself for a Hub id or local directory; for `s3://`, the cached local copy.
+
+    Concurrent callers on one machine each download into their own temporary directory and
+    rename it into place; the first rename wins and the others discard their copy."""
+    if not is_s3(name):
+        return name
+    dest = cache_dir(name)
+    if os.path.exists(os.path.join(dest, COMPLETE)):
+        return dest
+    from .storage import Store
+
+    store = Store(storage)
+    files = relative_files(name, store.list_files(name))
+    if "config.json" not in files:
+        raise FileNotFoundError(f"model.name: {name} holds no config.json (a model saved with save_pretrained)")
+    os.makedirs(cache_root(), exist_ok=True)
+    tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
+    try:
+        for rel, src in files.items():
+            target = os.path.join(tmp, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as fh:
+                fh.write(store.read_bytes(src))
+        open(os.path.join(tmp, COMPLETE), "w").close()
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if not os.path.exists(os.path.join(dest, COMPLETE)):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

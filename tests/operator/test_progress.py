@@ -1,0 +1,56 @@
+"""progress.json -> status.progress: percent of the whole run, training step, staleness."""
+
+import pytest
+from vitoperator.progress import SPANS, failure, percent, progress_status
+
+NOW = 1_800_000_000.0
+
+
+def test_percent_walks_every_stage_in_order_and_never_goes_back():
+    order = ["starting", "ingest", "featurize", "split", "train", "infer", "commit", "done"]
+    assert list(SPANS) == order
+    seen = []
+    for stage in order:
+        for done in (0, 5, 10):
+            seen.append(percent(stage, done, 10))
+    assert seen == sorted(seen) and seen[0] == 0 and seen[-1] == 100
+    assert percent("train", 30, 60) == 56 and percent("train", 99, 0) == 27  # no total: stage start
+    assert percent("mystery", 1, 2) is None
+
+
+def test_training_record_gives_step_epoch_metrics_and_a_summary():
+    rec = {"stage": "train", "done": 30, "total": 60, "epoch": 1.5, "metrics": {"accuracy": 0.8, "loss": 0.4},
+           "updatedAt": NOW - 10}
+    out = progress_status(rec, NOW)
+    assert out["stage"] == "train"
+    p = out["progress"]
+    assert (p["step"], p["maxSteps"], p["epoch"], p["percent"]) == (30, 60, 1.5, 56)
+    assert p["metrics"] == {"accuracy": 0.8, "loss": 0.4}
+    assert p["summary"] == "56% train step 30/60" and p["stale"] is False
+    assert p["lastUpdated"] == "2027-01-15T07:59:50Z"
+
+
+def test_later_stages_keep_the_last_training_metrics():
+    rec = {"stage": "infer", "done": 5, "total": 10, "updatedAt": NOW,
+           "training": {"done": 60, "total": 60, "epoch": 3.0, "metrics": {"accuracy": 0.9}}}
+    p = progress_status(rec, NOW)["progress"]
+    assert p["metrics"] == {"accuracy": 0.9} and p["epoch"] == 3.0 and "step" not in p
+    assert p["summary"] == "91% infer 5/10"
+
+
+@pytest.mark.parametrize("rec, unreadable, words", [
+    (None, None, "has not written progress.json yet"),
+    ({"runId": "r"}, None, "has not written progress.json yet"),
+    (None, "reading s3://b/p.json: AccessDenied", "could not be read: reading s3://b/p.json: AccessDenied"),
+    ({"stage": "featurize", "done": 1, "total": 9, "updatedAt": NOW - 301}, None, "not updated for 301s"),
+])
+def test_missing_unreadable_or_stale_progress_says_so(rec, unreadable, words):
+    p = progress_status(rec, NOW, unreadable=unreadable)["progress"]
+    assert p["stale"] is True and words in p["note"]
+
+
+def test_failure_is_read_only_from_a_failed_record():
+    assert failure({"stage": "failed", "failedStage": "ingest", "error": "data: none"}) == \
+        "the pipeline failed in stage ingest: data: none"
+    assert failure({"stage": "failed", "error": "x"}) == "the pipeline failed: x"
+    assert failure({"stage": "train", "error": "x"}) is None and failure(None) is None
