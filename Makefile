@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-unit test-integration test-kube test-images testbed images bench lock clean
+.PHONY: setup demo test test-fast test-unit test-integration test-kube test-images e2e-kind testbed kind-node images bench lock clean
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -24,8 +24,22 @@ demo: setup
 testbed:
 	tests/testbed/build.sh
 
-test: setup testbed
-	$(PY) -m pytest tests -v --durations=15
+# The air-gapped kind node image (tests/kind/README.md); skipped when KIND_NODE_IMAGE names a
+# stock one (e.g. kindest/node:v1.37.2 on a machine with registry access).
+kind-node: testbed
+	@if [ -z "$$KIND_NODE_IMAGE" ]; then tests/kind/build.sh; else echo "kind node image: $$KIND_NODE_IMAGE"; fi
+
+# Every suite, the kind end-to-end run included.
+test: setup testbed kind-node
+	$(PY) -m pytest tests -v --durations=20
+
+# Everything but the kind end-to-end run.
+test-fast: setup testbed
+	$(PY) -m pytest tests -v -m "not e2e" --durations=15
+
+# ViTPipeline -> Succeeded on a real kind cluster (builds what it needs; tears the cluster down).
+e2e-kind: setup testbed kind-node
+	$(PY) -m pytest tests/e2e -v -s --durations=10
 
 test-unit: setup
 	$(PY) -m pytest tests/unit tests/operator -q

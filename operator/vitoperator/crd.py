@@ -103,6 +103,8 @@ def status_schema() -> dict:
                            "x-kubernetes-list-map-keys": ["type"]},
             "runId": _str(), "rayJobName": _str(), "rayClusterName": _str(), "jobId": _str(),
             "dashboardURL": _str(), "startTime": _str(), "completionTime": _str(),
+            "failedAttempts": {"type": "integer", "description": "Failed Ray job attempts (KubeRay's retries)."},
+            "succeededAttempts": {"type": "integer"},
             "stage": _str("The pipeline stage, from the run's progress.json."),
             "progress": {
                 "type": "object",

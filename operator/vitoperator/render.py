@@ -95,6 +95,7 @@ def cluster_spec(spec: ViTPipelineSpec) -> dict:
         "resources": _resources(w.cpu, w.memory, w.gpus_per_worker),
     }, **worker_pod)
     out = {
+        "rayVersion": spec.ray_version,
         "authOptions": {"mode": "token"},
         # The head schedules no work (num-cpus 0): it hosts the GCS, the dashboard and the driver.
         "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},

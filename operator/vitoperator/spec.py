@@ -19,6 +19,9 @@ SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-
 # A Kubernetes resource quantity, written as a string ("2", "500m", "8Gi").
 Quantity = Annotated[str, Field(max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")]
 # Pinned: a tag or a digest. `latest` is refused by a validator here and a CEL rule in the CRD.
+# The Ray in images/pipeline (uv.lock; tests/operator/test_spec.py checks). KubeRay needs the
+# cluster's Ray version to enable token auth (Ray >= 2.52).
+PIPELINE_RAY_VERSION = "2.60.0"
 IMAGE_PATTERN = r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$"
 NOT_LATEST_RULE = {"rule": "!self.endsWith(':latest')", "message": "must be pinned: a tag other than latest, or a digest"}
 
@@ -105,6 +108,10 @@ class ViTPipelineSpec(_Model):
         description="Image with vitpipeline installed, pinned by tag or digest.",
         json_schema_extra={"x-kubernetes-validations": [NOT_LATEST_RULE]},
     )
+    ray_version: str = Field(
+        default=PIPELINE_RAY_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
+        description="The Ray version in rayImage (KubeRay checks it: token auth needs >= 2.52.0). "
+                    "The default is the Ray of the vitpipeline/pipeline image.")
     head: HeadSpec = HeadSpec()
     workers: WorkersSpec = WorkersSpec()
     s3: S3Access = S3Access()

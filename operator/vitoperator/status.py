@@ -82,7 +82,8 @@ def mirror_fields(rayjob: dict) -> dict:
     st = rayjob.get("status") or {}
     out = {"rayJobName": rayjob["metadata"]["name"], "jobId": st.get("jobId") or rayjob["spec"].get("jobId")}
     for src, dst in (("rayClusterName", "rayClusterName"), ("dashboardURL", "dashboardURL"),
-                     ("startTime", "startTime"), ("endTime", "completionTime")):
+                     ("startTime", "startTime"), ("endTime", "completionTime"),
+                     ("failed", "failedAttempts"), ("succeeded", "succeededAttempts")):
         if st.get(src):
             out[dst] = st[src]
     return out

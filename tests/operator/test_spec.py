@@ -59,3 +59,15 @@ def test_credentials_in_a_uri_are_refused_without_echoing_them(cpu_spec):
         parse_spec(with_changes(cpu_spec, {"pipeline.output.uri": "s3://AKIAXX:s3cr3t@bucket/x"}))
     assert "pipeline.output.uri" in str(err.value)
     assert "s3cr3t" not in str(err.value)
+
+
+def test_default_ray_version_is_the_pipeline_images_ray():
+    """KubeRay refuses token auth without rayVersion; the default must name the Ray we ship."""
+    import tomllib
+    from pathlib import Path
+
+    from vitoperator.spec import PIPELINE_RAY_VERSION
+
+    lock = tomllib.loads((Path(__file__).resolve().parents[2] / "uv.lock").read_text())
+    [ray] = [p for p in lock["package"] if p["name"] == "ray"]
+    assert PIPELINE_RAY_VERSION == ray["version"]

@@ -95,9 +95,10 @@ def test_mirror_and_summary_fields():
     rayjob = {"metadata": {"name": "rj"}, "spec": {"jobId": "vitp-x-0"},
               "status": {"rayClusterName": "rj-abcde", "dashboardURL": "rj-head-svc:8265",
                          "startTime": "S", "endTime": "E", "jobDeploymentStatus": "Complete",
-                         "jobStatus": "SUCCEEDED"}}
+                         "jobStatus": "SUCCEEDED", "failed": 1, "succeeded": 1}}
     assert mirror_fields(rayjob) == {"rayJobName": "rj", "jobId": "vitp-x-0", "rayClusterName": "rj-abcde",
-                                     "dashboardURL": "rj-head-svc:8265", "startTime": "S", "completionTime": "E"}
+                                     "dashboardURL": "rj-head-svc:8265", "startTime": "S", "completionTime": "E",
+                                     "failedAttempts": 1, "succeededAttempts": 1}
     summary = {"status": "Succeeded", "metrics": {"accuracy": 0.5, "predictionAccuracy": None},
                "counts": {"usable": 3}, "checkpointUri": "c", "predictionsUri": "p", "summaryUri": "s",
                "timingsSeconds": {"total": 1}}

@@ -1,0 +1,1 @@
+"""Air-gapped kind test bed: see README.md. cluster.KindCluster drives it."""
