@@ -50,8 +50,8 @@ def progress_status(record: dict | None, now: float, stale_after: float = STALE_
         out["done"], out["total"] = int(done or 0), int(total)
     training = record.get("training") if stage != "train" else record
     if isinstance(training, dict):
-        if stage == "train":
-            out["step"], out["maxSteps"] = int(done or 0), int(total or 0)
+        if stage == "train" and isinstance(total, (int, float)) and total:
+            out["step"], out["maxSteps"] = int(done or 0), int(total)
         if training.get("epoch") is not None:
             out["epoch"] = training["epoch"]
         metrics = training.get("metrics")

@@ -36,6 +36,8 @@ def test_later_stages_keep_the_last_training_metrics():
     p = progress_status(rec, NOW)["progress"]
     assert p["metrics"] == {"accuracy": 0.9} and p["epoch"] == 3.0 and "step" not in p
     assert p["summary"] == "91% infer 5/10"
+    # Training started, its workers not reporting yet: no step count to show.
+    assert progress_status({"stage": "train", "done": 0, "total": None}, NOW)["progress"]["summary"] == "27% train"
 
 
 @pytest.mark.parametrize("rec, unreadable, words", [
