@@ -65,7 +65,10 @@ def progress_status(record: dict | None, now: float, stale_after: float = STALE_
     out["stale"] = stale
     detail = f" step {out['step']}/{out['maxSteps']}" if "step" in out else (
         f" {out['done']}/{out['total']}" if "total" in out else "")
-    out["summary"] = f"{pct if pct is not None else '?'}% {stage}{detail}" + (" (stale)" if stale else "")
+    if stage == "failed":
+        out["summary"] = f"failed in {record.get('failedStage') or '?'}"
+    else:
+        out["summary"] = f"{pct if pct is not None else '?'}% {stage}{detail}" + (" (stale)" if stale else "")
     if stale:
         out["note"] = f"progress.json not updated for {int(now - updated)}s"
     return {"stage": stage, "progress": out}

@@ -109,7 +109,9 @@ def status_update(rayjob: dict, summary: dict | None, previous: dict, now: str,
     better than KubeRay can, so it becomes the message, with KubeRay's words kept after it."""
     phase, reason, message = phase_of(rayjob.get("status"), summary)
     if phase == FAILED and pipeline_error:
-        reason, message = "PipelineFailed", f"{pipeline_error} (KubeRay: {reason}: {message})"[:2000]
+        # KubeRay's message carries the job's log tail; its first line is enough here.
+        kuberay = f"{reason}: {message.splitlines()[0] if message else ''}"[:300]
+        reason, message = "PipelineFailed", f"{pipeline_error[:1500]} (KubeRay: {kuberay})"
     out = {"phase": phase, "reason": reason, "message": message, **mirror_fields(rayjob),
            "conditions": conditions_for(phase, reason, message, now, generation, previous.get("conditions"))}
     if phase == SUCCEEDED and summary is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ class E2E:
 
 
 REPORT = Path(os.environ.get("VITP_E2E_REPORT", deploy.ROOT / ".cache" / "e2e-kind-report.json"))
+WATCH = REPORT.with_suffix(".watch.txt")
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +79,20 @@ def e2e(tmp_path_factory):
             kubectl("-n", deploy.OPERATOR_NS, "rollout", "status", "deployment/vitp-vitpipeline", "--timeout=120s")
             kubectl("delete", "vitpipelines", "--all", "-n", deploy.RUN_NS, "--wait=true", check=False)
         s3 = deploy.s3_client(f"http://{cluster.node_ip}:{deploy.S3_NODE_PORT}")
-        data = timed("upload demo data", deploy.load_demo_data, s3, work, int(os.environ.get("E2E_PER_CLASS", "40")))
+        data = timed("upload demo data", deploy.load_demo_data, s3, work, int(os.environ.get("E2E_PER_CLASS", "50")))
         kubectl.namespace(deploy.RUN_NS, deploy.RESTRICTED)
         kubectl.apply([deploy.credentials_secret(deploy.RUN_NS, "vitpipeline-s3")])
         env = E2E(kubeconfig, kubectl, s3, images, data, cluster, timings)
-        yield env
+        # What a user watching sees, kept beside the report.
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        with open(WATCH, "w") as out:
+            watcher = subprocess.Popen([kubectl.bin, "--kubeconfig", str(kubeconfig), "get", "vitpipelines",
+                                        "-n", deploy.RUN_NS, "-w"], stdout=out, stderr=subprocess.STDOUT)
+            try:
+                yield env
+            finally:
+                watcher.terminate()
+                watcher.wait(10)
         env.report["setupSeconds"] = timings
         env.report["nodeMemory"] = cluster.memory()
         env.report["imageBytes"] = {i: int(os.popen(f"docker image inspect -f '{{{{.Size}}}}' {i}").read() or 0)

@@ -51,6 +51,11 @@ def test_missing_unreadable_or_stale_progress_says_so(rec, unreadable, words):
     assert p["stale"] is True and words in p["note"]
 
 
+def test_a_failed_record_says_where():
+    p = progress_status({"stage": "failed", "failedStage": "ingest", "error": "x", "updatedAt": NOW}, NOW)["progress"]
+    assert p["summary"] == "failed in ingest" and "percent" not in p
+
+
 def test_failure_is_read_only_from_a_failed_record():
     assert failure({"stage": "failed", "failedStage": "ingest", "error": "data: none"}) == \
         "the pipeline failed in stage ingest: data: none"

@@ -113,9 +113,11 @@ def test_the_pipelines_own_error_explains_a_failure_and_keeps_kuberays_words():
     rayjob = {"metadata": {"name": "rj"}, "spec": {},
               "status": {"jobDeploymentStatus": "Failed", "jobStatus": "FAILED", "reason": "AppFailed",
                          "message": "Job entrypoint command failed with exit code 1"}}
+    rayjob["status"]["message"] += ", last available logs:\n...20,000 characters of log..."
     update = status_update(rayjob, None, {}, "T", 1, pipeline_error="the pipeline failed in stage ingest: data: x")
     assert (update["phase"], update["reason"]) == ("Failed", "PipelineFailed")
-    assert update["message"].startswith("the pipeline failed in stage ingest: data: x (KubeRay: AppFailed: Job entry")
+    assert update["message"] == ("the pipeline failed in stage ingest: data: x (KubeRay: AppFailed: Job entrypoint "
+                                 "command failed with exit code 1, last available logs:)")
     finished = next(c for c in update["conditions"] if c["type"] == "Finished")
     assert finished["reason"] == "PipelineFailed"
     # Not failed (yet): the record says nothing about the phase.
