@@ -379,21 +379,3 @@ def test_operator_needs_no_secret_access(vitp_crd, api, namespace, s3, bucket, t
         with vitp_crd.api_client() as admin:
             client.RbacAuthorizationV1Api(admin).delete_cluster_role_binding(f"{namespace}-{sa}")
             client.RbacAuthorizationV1Api(admin).delete_cluster_role(f"{namespace}-{sa}")
-
-
-def test_operator_reconnects_after_an_api_server_restart(operator, vitp_crd, namespace):  # noqa: F811
-    """The API server goes away and comes back (same etcd): the operator's watches resume, it
-    handles what was created while it was reconnecting, and follows RayJobs it knew before."""
-    with vitp_crd.api_client() as a:
-        api = client.CustomObjectsApi(a)
-        api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest("before", minimal_spec()))
-        wait_phase(api, namespace, "before", "Pending", "RayJobCreated")
-    vitp_crd.restart_apiserver()
-    with vitp_crd.api_client() as a:  # a new connection pool: the old sockets died with the server
-        api = client.CustomObjectsApi(a)
-        api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest("after", minimal_spec()))
-        wait_phase(api, namespace, "after", "Pending", "RayJobCreated", timeout=120)
-        kuberay_says(api, namespace, "before", jobDeploymentStatus="Running", jobStatus="RUNNING")
-        wait_phase(api, namespace, "before", "Running", "JobRunning", timeout=120)
-        assert sorted(j["metadata"]["name"] for j in rayjobs(api, namespace)) == ["after", "before"]
-    assert operator.healthy()
