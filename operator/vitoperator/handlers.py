@@ -17,7 +17,7 @@ from . import status as mirror
 from .crd import GROUP, PLURAL, VERSION
 from .render import ANN_DRIVER_LOG, ANN_PROGRESS, ANN_RUN_ID, ANN_SUMMARY, MANAGED_BY, render_rayjob
 from .s3summary import S3ReadError, read_json
-from .spec import SpecError, parse_spec
+from .spec import SpecError, ViTPipelineSpec, parse_spec
 
 # How often an unfinished ViTPipeline is re-read from its RayJob (and its progress from S3).
 RESYNC_SECONDS = float(os.environ.get("VITOPERATOR_RESYNC_SECONDS", "30"))
@@ -200,13 +200,18 @@ def resync(body: kopf.Body, namespace: str, status: kopf.Status, **_) -> None:
 STARTING = ("", "New", "Initializing")
 
 
+def _startup_deadline(pipeline: dict) -> int:
+    default = ViTPipelineSpec.model_fields["startup_deadline_seconds"].default
+    return (pipeline.get("spec") or {}).get("startupDeadlineSeconds", default)
+
+
 def _past_startup_deadline(pipeline: dict, rayjob: dict) -> bool:
     """Still starting (KubeRay has not got the cluster up) after spec.startupDeadlineSeconds."""
     if (rayjob.get("status") or {}).get("jobDeploymentStatus", "") not in STARTING:
         return False
     if rayjob["spec"].get("suspend"):
         return False
-    deadline = (pipeline.get("spec") or {}).get("startupDeadlineSeconds", 600)
+    deadline = _startup_deadline(pipeline)
     created = dt.datetime.strptime(rayjob["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
     age = dt.datetime.now(dt.timezone.utc) - created.replace(tzinfo=dt.timezone.utc)
     return deadline > 0 and age.total_seconds() > deadline
@@ -222,7 +227,7 @@ def _fail_startup(pipeline: dict, rayjob: dict) -> None:
     pods = kube.list_pods(namespace, f"ray.io/cluster={cluster_name}") if cluster_name else []
     pods += kube.list_pods(namespace, f"batch.kubernetes.io/job-name={rayjob['metadata']['name']}")
     cause = startup.why_not_started(rayjob, raycluster, pods)
-    deadline = pipeline["spec"].get("startupDeadlineSeconds", 600)
+    deadline = _startup_deadline(pipeline)
     message = f"the Ray cluster did not start within startupDeadlineSeconds={deadline}: {cause}"
     generation = pipeline["metadata"].get("generation")
     kube.patch_status(kube.VITP, namespace, name, {

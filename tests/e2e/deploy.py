@@ -193,14 +193,3 @@ def load_demo_data(client, work: Path, per_class: int) -> dict:
     model = save_tiny_vit(work / "tiny-vit")
     return {"images": upload_tree(client, work / "digits", "digits"),
             "model_files": upload_tree(client, Path(model), "models/tiny-vit"), "written": written}
-
-
-def wait_until(fn, timeout: float, what: str, every: float = 2.0):
-    end = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(every)

@@ -21,6 +21,8 @@ import yaml
 
 import deploy
 from deploy import BUCKET, RUN_NS, S3_IN_CLUSTER
+from support.s3server import free_port
+from support.waiting import wait_for
 
 EXAMPLES = deploy.ROOT / "examples"
 
@@ -97,12 +99,6 @@ def s3_json(e2e, key: str) -> dict:
     return json.loads(e2e.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def dashboard_status(port: int, token: str | None) -> int:
     req = urllib.request.Request(f"http://127.0.0.1:{port}/api/jobs/")
     if token:
@@ -122,7 +118,7 @@ def check_token_auth(e2e, cluster_name: str) -> dict:
                             f"service/{cluster_name}-head-svc", f"{port}:8265"],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deploy.wait_until(lambda: _connectable(port), 60, "the port-forward to the Ray dashboard")
+        wait_for(lambda: _connectable(port), 60, "the port-forward to the Ray dashboard")
         return {"without token": dashboard_status(port, None), "wrong token": dashboard_status(port, "x" * 32),
                 "with token": dashboard_status(port, token)}
     finally:
@@ -154,8 +150,8 @@ def test_gpu_pipeline_on_a_cpu_only_cluster_fails_fast_saying_why(e2e):
     assert any(e["reason"] == "StartupDeadlineExceeded" for e in events(e2e, "needs-gpu"))
     rayjob = e2e.kubectl.get_json("-n", RUN_NS, "rayjob", st["rayJobName"])
     assert rayjob["spec"]["suspend"] is True
-    deploy.wait_until(lambda: gone(e2e, "pods", f"ray.io/cluster={st['rayClusterName']}"), 120,
-                      "the suspended cluster's pods to go")
+    wait_for(lambda: gone(e2e, "pods", f"ray.io/cluster={st['rayClusterName']}"), 120,
+             "the suspended cluster's pods to go", interval=2)
     e2e.report["gpuOnCpuCluster"] = {"message": st["message"], "failedAfterSeconds": seen[-1]["t"]}
     e2e.kubectl("-n", RUN_NS, "delete", "vitpipeline", "needs-gpu", "--wait=true")
 
@@ -206,10 +202,10 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     # Deleting the ViTPipeline removes its RayJob, RayCluster and pods.
     e2e.kubectl("-n", RUN_NS, "delete", "vitpipeline", "digits", "--wait=true", timeout=300)
     selector = "vitpipeline.dev/pipeline=digits"
-    deploy.wait_until(lambda: gone(e2e, "rayjobs", selector), 120, "the RayJob to go")
-    deploy.wait_until(lambda: gone(e2e, "rayclusters", f"ray.io/originated-from-cr-name={st['rayJobName']}")
-                      and gone(e2e, "pods", f"ray.io/cluster={st['rayClusterName']}"), 180,
-                      "the RayCluster and its pods to go")
+    wait_for(lambda: gone(e2e, "rayjobs", selector), 120, "the RayJob to go", interval=2)
+    wait_for(lambda: gone(e2e, "rayclusters", f"ray.io/originated-from-cr-name={st['rayJobName']}")
+             and gone(e2e, "pods", f"ray.io/cluster={st['rayClusterName']}"), 180,
+             "the RayCluster and its pods to go", interval=2)
 
 
 def phase_split(seen: list[dict]) -> dict:
