@@ -60,17 +60,18 @@ def _run(config: PipelineConfig) -> int:
     from .commit import read_summary
     from .driverlog import FdTee
     from .layout import RunLayout
-    from .runner import run
+    from .runner import new_attempt_id, run
     from .storage import Store
 
     store, layout = Store(config.storage), RunLayout(config.output.uri, config.run_id)
     # A finished run is not run again, and its log is left as it was.
     keep_log = read_summary(store, layout) is None
+    attempt = new_attempt_id()
     tee = FdTee()
     try:
         with tee:  # the error goes into the kept log too
             try:
-                summary = run(config)
+                summary = run(config, attempt=attempt)
             except PipelineError as err:
                 print(f"vitpipeline: {err}", file=sys.stderr)
                 return 1
@@ -81,15 +82,12 @@ def _run(config: PipelineConfig) -> int:
         return 0
     finally:
         if keep_log:
-            save_driver_log(store, layout, tee.tail.value())
+            save_driver_log(store, layout, attempt, tee.tail.value())
 
 
-def save_driver_log(store, layout, data: bytes) -> None:
-    """This attempt's log under logs/, and driver.log as the latest attempt's copy."""
-    import datetime as dt
-
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    for uri in (f"{layout.root}/logs/driver-{stamp}-{os.getpid()}.log", layout.driver_log):
+def save_driver_log(store, layout, attempt: str, data: bytes) -> None:
+    """This attempt's log under its own prefix, and driver.log as the latest attempt's copy."""
+    for uri in (layout.attempt(attempt).driver_log, layout.driver_log):
         try:
             store.write_bytes(uri, data)
         except OSError as err:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .layout import RunLayout
+from .layout import AttemptLayout, RunLayout
 from .storage import Store
 
 SUMMARY_VERSION = 1
@@ -21,6 +21,7 @@ def build_summary(
     *,
     run_id: str,
     layout: RunLayout,
+    attempt: AttemptLayout,
     counts: dict,
     quarantined: list[dict],
     class_names: list[str],
@@ -36,13 +37,14 @@ def build_summary(
     return {
         "version": SUMMARY_VERSION,
         "runId": run_id,
+        "attemptId": attempt.root.rstrip("/").rsplit("/", 1)[-1],
         "status": "Succeeded",
         "classes": class_names,
         "counts": counts,
         "quarantined": quarantined,
         "metrics": metrics,
         "checkpointUri": checkpoint_uri,
-        "predictionsUri": layout.predictions,
+        "predictionsUri": attempt.predictions,
         "summaryUri": layout.summary,
         "driverLogUri": layout.driver_log,
         "timingsSeconds": {k: round(v, 3) for k, v in timings.items()},

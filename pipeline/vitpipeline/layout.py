@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 
@@ -14,6 +15,30 @@ def join(base: str, *parts: str) -> str:
 
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
+
+
+def attempt_id(now: dt.datetime, token: str) -> str:
+    """One attempt of a run: its UTC start time (so listings sort by time) and a random token
+    (so two attempts started in the same second never share a prefix)."""
+    return f"{now.astimezone(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{token}"
+
+
+@dataclass(frozen=True)
+class AttemptLayout:
+    """`<run>/attempts/<attemptId>/`: what one attempt writes before the run is committed.
+
+    Attempts never write into each other's prefix; the summary names the one that committed.
+    """
+
+    root: str
+
+    @property
+    def predictions(self) -> str:
+        return join(self.root, "predictions")
+
+    @property
+    def driver_log(self) -> str:
+        return join(self.root, "driver.log")
 
 
 @dataclass(frozen=True)
@@ -32,11 +57,11 @@ class RunLayout:
 
     @property
     def checkpoints(self) -> str:
+        """Shared by the run's attempts on purpose: a retried attempt resumes from them."""
         return join(self.root, "checkpoints")
 
-    @property
-    def predictions(self) -> str:
-        return join(self.root, "predictions")
+    def attempt(self, attempt_id: str) -> AttemptLayout:
+        return AttemptLayout(join(self.root, "attempts", attempt_id))
 
     @property
     def summary(self) -> str:
@@ -48,7 +73,8 @@ class RunLayout:
 
     @property
     def driver_log(self) -> str:
-        """The driver's stdout and stderr (Ray workers' output included), kept after teardown."""
+        """The latest attempt's driver output (Ray workers' lines included), kept after teardown;
+        each attempt's own copy is under its prefix."""
         return join(self.root, "driver.log")
 
     @property

@@ -18,7 +18,7 @@ from .errors import InputError, PipelineError
 from .featurize import Featurizer
 from .infer import ImagePredictor, Predictor
 from .labels import limit_per_class
-from .layout import RunLayout, is_s3
+from .layout import AttemptLayout, RunLayout, attempt_id, is_s3
 from .progress import Progress
 from .split import stratified_split
 from .storage import Store
@@ -132,7 +132,16 @@ def _with_split_labels(class_index: dict[str, int], keep: set[str]):
     return fn
 
 
-def run(config: PipelineConfig, echo=print) -> dict:
+def new_attempt_id() -> str:
+    import datetime as dt
+
+    return attempt_id(dt.datetime.now(dt.timezone.utc), os.urandom(4).hex())
+
+
+def run(config: PipelineConfig, echo=print, attempt: str | None = None) -> dict:
+    """Run `config` once more as attempt `attempt` (a new id when None): a finished run is
+    returned as it was; otherwise this attempt resumes from the run's checkpoints, writes its
+    predictions under its own prefix, and commits unless another attempt committed first."""
     store = Store(config.storage)
     layout = RunLayout(config.output.uri, config.run_id)
     done = commit.read_summary(store, layout)
@@ -142,14 +151,15 @@ def run(config: PipelineConfig, echo=print) -> dict:
     check_writable(store, layout)
     progress = Progress(store, layout.progress, config.run_id, echo=echo)
     try:
-        return _run_stages(config, store, layout, progress, echo)
+        return _run_stages(config, store, layout, layout.attempt(attempt or new_attempt_id()), progress, echo)
     except Exception as err:
         # Recorded for the operator (status.message) and for whoever reads the prefix later.
         progress.fail(str(err) if isinstance(err, PipelineError) else f"{type(err).__name__}: {err}")
         raise
 
 
-def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, progress: Progress, echo) -> dict:
+def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt: AttemptLayout,
+                progress: Progress, echo) -> dict:
     if not model_available(config.model.name, store):
         raise PipelineError(
             f"model.name: {config.model.name!r} is neither a local model directory, an s3:// "
@@ -243,8 +253,7 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, progres
             images = ingest.list_images(store, config.inference.sources, "inference.sources")
             raw = ingest.read_images(store, [(i.uri, i.source_label) for i in images])
             predictions = predict_images(raw, config, plan, result.checkpoint)
-        fs, pred_path = store.resolve(layout.predictions)
-        store.delete_tree(layout.predictions)  # a retried attempt replaces, never appends
+        fs, pred_path = store.resolve(attempt.predictions)
         predictions.write_parquet(pred_path, filesystem=fs)
         written = ray.data.read_parquet(pred_path, filesystem=fs).to_pandas()
 
@@ -257,6 +266,7 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, progres
     summary = commit.build_summary(
         run_id=config.run_id,
         layout=layout,
+        attempt=attempt,
         counts=counts,
         quarantined=quarantined,
         class_names=class_names,

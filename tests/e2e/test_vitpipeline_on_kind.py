@@ -184,7 +184,9 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     run_prefix = st["summaryUri"].removeprefix(f"s3://{BUCKET}/").removesuffix("summary.json")
     keys = s3_keys(e2e, run_prefix)
     assert f"{run_prefix}summary.json" in keys and f"{run_prefix}driver.log" in keys
-    assert any(k.startswith(f"{run_prefix}predictions/") and k.endswith(".parquet") for k in keys), keys
+    predictions = st["predictionsUri"].removeprefix(f"s3://{BUCKET}/")
+    assert predictions.startswith(f"{run_prefix}attempts/"), st["predictionsUri"]
+    assert any(k.startswith(f"{predictions}/") and k.endswith(".parquet") for k in keys), keys
     assert any(k.startswith(f"{run_prefix}checkpoints/") for k in keys), keys
     assert s3_json(e2e, f"{run_prefix}summary.json")["metrics"]["accuracy"] == st["metrics"]["accuracy"]
     driver_log = e2e.s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}driver.log")["Body"].read().decode()
@@ -239,7 +241,7 @@ def test_failing_run_ends_failed_with_the_pipelines_reason_after_kuberay_retries
     reasons = [e["reason"] for e in events(e2e, "no-images")]
     assert "PipelineFailed" in reasons, reasons
     run_prefix = st["summaryUri"].removeprefix(f"s3://{BUCKET}/").removesuffix("summary.json")
-    logs = [k for k in s3_keys(e2e, f"{run_prefix}logs/") if k.endswith(".log")]
+    logs = [k for k in s3_keys(e2e, f"{run_prefix}attempts/") if k.endswith("/driver.log")]
     assert len(logs) == 2, logs  # each attempt's driver log is kept
     assert "does not exist" in e2e.s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}driver.log")["Body"].read().decode()
     e2e.report["failure"] = {"timeline": seen, "message": st["message"]}

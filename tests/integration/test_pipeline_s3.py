@@ -43,10 +43,23 @@ def full_run(digits, s3, tmp_path_factory):
         "inference": {"batchSize": 128},
         "output": {"uri": "s3://runs/out"},
     }
+    # What an earlier attempt of this run left when it died while writing its predictions.
+    s3.client().put_object(Bucket="runs", Key=f"out/digits-full/attempts/{EARLIER_ATTEMPT}/predictions/part-0.parquet",
+                           Body=b"half-written")
     proc = run_cli(tmp_path_factory.mktemp("cfg"), config, s3)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = read_json(s3, "runs", "out/digits-full/summary.json")
     return {"proc": proc, "summary": summary, "config": config}
+
+
+EARLIER_ATTEMPT = "20261125T000000Z-deadbeef"
+
+
+def predictions_of(summary: dict) -> str:
+    """The committed attempt's predictions prefix, as a key prefix in the `runs` bucket."""
+    uri = summary["predictionsUri"]
+    assert uri.startswith("s3://runs/") and f"/{summary['runId']}/attempts/{summary['attemptId']}/" in uri, uri
+    return uri.removeprefix("s3://runs/") + "/"
 
 
 def predictions(s3, prefix: str):
@@ -62,7 +75,7 @@ def predictions(s3, prefix: str):
 
 
 def test_every_prediction_carries_its_own_folder_label(full_run, s3):
-    df = predictions(s3, "out/digits-full/predictions/")
+    df = predictions(s3, predictions_of(full_run["summary"]))
     assert len(df) == full_run["summary"]["counts"]["validation"] == full_run["summary"]["counts"]["predicted"]
     folder = df["path"].str.split("/").str[-2]
     assert (df["true_label"] == folder).all()
@@ -70,15 +83,28 @@ def test_every_prediction_carries_its_own_folder_label(full_run, s3):
 
 
 def test_held_out_accuracy(full_run, s3):
-    df = predictions(s3, "out/digits-full/predictions/")
+    df = predictions(s3, predictions_of(full_run["summary"]))
     accuracy = (df["true_label"] == df["predicted_label"]).mean()
     assert accuracy >= MIN_ACCURACY
     assert full_run["summary"]["metrics"]["predictionAccuracy"] == pytest.approx(accuracy)
     assert full_run["summary"]["metrics"]["accuracy"] >= MIN_ACCURACY
 
 
+def test_each_attempt_writes_under_its_own_prefix(full_run, s3):
+    """An earlier attempt's partial predictions are neither read, replaced nor committed: the
+    summary names this attempt's predictions, which hold exactly the validation images."""
+    summary = full_run["summary"]
+    assert summary["attemptId"] != EARLIER_ATTEMPT
+    earlier = f"out/digits-full/attempts/{EARLIER_ATTEMPT}/predictions/part-0.parquet"
+    assert s3.client().get_object(Bucket="runs", Key=earlier)["Body"].read() == b"half-written"
+    df = predictions(s3, predictions_of(summary))
+    assert df["path"].is_unique and len(df) == summary["counts"]["validation"]
+    log = s3.client().get_object(Bucket="runs", Key=f"out/digits-full/attempts/{summary['attemptId']}/driver.log")
+    assert b"usable images" in log["Body"].read()
+
+
 def test_validation_holds_every_class(full_run, s3):
-    df = predictions(s3, "out/digits-full/predictions/")
+    df = predictions(s3, predictions_of(full_run["summary"]))
     assert set(df["true_label"]) == set(NAMES)
     assert full_run["summary"]["classes"] == sorted(NAMES)
 
@@ -115,7 +141,7 @@ def test_checkpoints_and_summary_order(full_run, s3):
     ckpt_keys = keys(s3, "runs", ckpt.removeprefix("s3://runs/"))
     assert any(k.endswith("model.safetensors") for k in ckpt_keys)
     summary_time = client.head_object(Bucket="runs", Key="out/digits-full/summary.json")["LastModified"]
-    for key in keys(s3, "runs", "out/digits-full/predictions/"):
+    for key in keys(s3, "runs", predictions_of(full_run["summary"])):
         assert client.head_object(Bucket="runs", Key=key)["LastModified"] <= summary_time
     assert not any(k.endswith(".write-probe") for k in keys(s3, "runs", "out/digits-full/"))
 
@@ -160,7 +186,7 @@ def test_labels_csv_joined_by_path(digits, s3, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = read_json(s3, "runs", "out/digits-csv/summary.json")
     assert summary["counts"]["unlabeled"] == len(keys(s3, "data", "digits/")) - len(rows)
-    df = predictions(s3, "out/digits-csv/predictions/")
+    df = predictions(s3, predictions_of(summary))
     expected = dict(rows)
     assert len(df) > 0
     assert all(expected[p.split("/digits/")[1]] == t for p, t in zip(df["path"], df["true_label"]))

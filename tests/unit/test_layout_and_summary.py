@@ -1,7 +1,9 @@
+import datetime as dt
+
 from vitpipeline.cli import encode_config_b64, load_config_b64, results_table
 from vitpipeline.commit import accuracy_of, build_summary
 from vitpipeline.config import parse_config
-from vitpipeline.layout import RunLayout
+from vitpipeline.layout import RunLayout, attempt_id
 
 
 def test_run_layout_keys():
@@ -9,8 +11,18 @@ def test_run_layout_keys():
     assert lay.root == "s3://bucket/runs/r-1"
     assert lay.summary == "s3://bucket/runs/r-1/summary.json"
     assert lay.checkpoints == "s3://bucket/runs/r-1/checkpoints"
-    assert lay.predictions == "s3://bucket/runs/r-1/predictions"
     assert lay.progress == "s3://bucket/runs/r-1/progress.json"
+    attempt = lay.attempt("20261125T221500Z-0a1b2c3d")
+    assert attempt.predictions == "s3://bucket/runs/r-1/attempts/20261125T221500Z-0a1b2c3d/predictions"
+    assert attempt.driver_log == "s3://bucket/runs/r-1/attempts/20261125T221500Z-0a1b2c3d/driver.log"
+
+
+def test_attempt_ids_sort_by_start_time_in_utc():
+    cest = dt.timezone(dt.timedelta(hours=2))
+    early = attempt_id(dt.datetime(2026, 11, 25, 23, 59, 59, tzinfo=cest), "ffffffff")
+    late = attempt_id(dt.datetime(2026, 11, 25, 22, 0, 0, tzinfo=dt.timezone.utc), "00000000")
+    assert early == "20261125T215959Z-ffffffff"
+    assert sorted([late, early]) == [early, late]
 
 
 def test_accuracy_ignores_unknown_truth():
@@ -23,6 +35,7 @@ def test_summary_and_table():
     s = build_summary(
         run_id="r",
         layout=lay,
+        attempt=lay.attempt("a-1"),
         counts={"usable": 9, "read": 10, "quarantined": 1, "converted": {"L": 2}, "train": 7, "validation": 2, "classes": 2},
         quarantined=[{"path": "/d/x.jpg", "reason": "corrupt image"}],
         class_names=["a", "b"],
@@ -34,6 +47,7 @@ def test_summary_and_table():
     )
     assert s["metrics"] == {"accuracy": 0.5, "loss": 1.0, "predictionAccuracy": 0.5}
     assert s["timingsSeconds"] == {"total": 12.346}
+    assert (s["attemptId"], s["predictionsUri"]) == ("a-1", "/out/r/attempts/a-1/predictions")
     table = results_table(s)
     assert "images usable / read  9 / 10" in table and "L: 2" in table and "0.5000" in table
 
