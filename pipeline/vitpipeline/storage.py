@@ -122,6 +122,7 @@ class Store:
 
     def _s3_create_once(self, uri: str, data: bytes) -> bool:
         import boto3
+        from botocore.config import Config
         from botocore.exceptions import ClientError
 
         bucket, _, key = uri[len("s3://") :].partition("/")
@@ -129,6 +130,10 @@ class Store:
             "s3",
             endpoint_url=_endpoint(self._storage),
             region_name=self._storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            # The same policy as the pyarrow filesystem: transient errors retried with backoff.
+            # A retried PUT whose first try landed gets 412, read back as "committed first"
+            # with this attempt's own summary: still exactly one commit.
+            config=Config(retries={"mode": "standard", "max_attempts": 6}),
         )
         try:
             client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
