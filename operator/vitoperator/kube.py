@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from functools import lru_cache
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from . import retry
 from .crd import GROUP, PLURAL, VERSION
 
 RAY = ("ray.io", "v1", "rayjobs")
@@ -47,12 +50,28 @@ def create(kind: tuple[str, str, str], namespace: str, body: dict) -> dict:
     return _api().create_namespaced_custom_object(*_gv(kind), namespace, kind[2], body)
 
 
+def _retrying(what: str, call):
+    """`call()`, retried on conflicts, throttling and transient server errors (retry.py)."""
+    for attempt in range(1, retry.ATTEMPTS + 1):
+        try:
+            return call()
+        except ApiException as err:
+            if attempt == retry.ATTEMPTS or not retry.retriable(err.status):
+                raise
+            delay = retry.backoff(attempt, (err.headers or {}).get("Retry-After"))
+            logging.getLogger(__name__).warning("%s: HTTP %s, retry %d in %.1fs", what, err.status, attempt, delay)
+            time.sleep(delay)
+
+
 def patch(kind: tuple[str, str, str], namespace: str, name: str, body: dict) -> dict:
-    return _api().patch_namespaced_custom_object(*_gv(kind), namespace, kind[2], name, body)
+    return _retrying(f"patching {kind[2]} {namespace}/{name}",
+                     lambda: _api().patch_namespaced_custom_object(*_gv(kind), namespace, kind[2], name, body))
 
 
 def patch_status(kind: tuple[str, str, str], namespace: str, name: str, status: dict) -> dict:
-    return _api().patch_namespaced_custom_object_status(*_gv(kind), namespace, kind[2], name, {"status": status})
+    return _retrying(f"patching {kind[2]} {namespace}/{name} status",
+                     lambda: _api().patch_namespaced_custom_object_status(*_gv(kind), namespace, kind[2], name,
+                                                                          {"status": status}))
 
 
 def list_pods(namespace: str, label_selector: str) -> list[dict]:
