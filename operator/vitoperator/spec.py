@@ -13,7 +13,15 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from vitpipeline import config as pc
 from vitpipeline.config import RUN_ID_PATTERN, S3_URI_PATTERN
 
-S3Uri = Annotated[str, Field(min_length=6, max_length=1024, pattern=S3_URI_PATTERN)]
+# Credentials in a URI are refused by a CEL rule with reason FieldValueForbidden, not by the
+# pattern: the API server quotes the value when a pattern (or an Invalid-value rule) fails, and
+# not for a Forbidden one, so the secret is never echoed. (The model refuses them too, in
+# vitpipeline.config._check_uri, with the same message.)
+S3_URI_OR_USERINFO_PATTERN = S3_URI_PATTERN.replace("^s3://", "^s3://([^/@]*@)?", 1)
+NO_CREDENTIALS_RULE = {"rule": "!self.matches('^s3://[^/]*@')", "message": pc.CREDENTIALS_MESSAGE,
+                       "reason": "FieldValueForbidden"}
+S3Uri = Annotated[str, Field(min_length=6, max_length=1024, pattern=S3_URI_OR_USERINFO_PATTERN,
+                             json_schema_extra={"x-kubernetes-validations": [NO_CREDENTIALS_RULE]})]
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 # A Kubernetes resource quantity, written as a string ("2", "500m", "8Gi").

@@ -18,6 +18,7 @@ DEFAULT_MODEL = "google/vit-base-patch16-224-in21k"
 # A run id becomes an S3 prefix segment, a Ray Train run name and part of Kubernetes names.
 RUN_ID_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"
+CREDENTIALS_MESSAGE = "credentials in a URI are not allowed; use a Secret reference"
 
 
 class _Model(BaseModel):
@@ -31,7 +32,7 @@ def _check_uri(value: str) -> str:
     if "://" in value:
         if "@" in value.split("/", 3)[2]:
             # The value is not echoed: it may hold a secret.
-            raise ValueError("credentials in a URI are not allowed; use a Secret reference")
+            raise ValueError(CREDENTIALS_MESSAGE)
         if not re.match(S3_URI_PATTERN, value):
             raise ValueError(
                 f"{value!r} is not a valid location: use s3://bucket/prefix or a local path"
@@ -168,7 +169,8 @@ def describe_validation_error(err: ValidationError) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
-        lines.append(f"{loc}: {msg}")
+        # A cross-field rule has no location of its own: its message names the fields.
+        lines.append(msg if loc == "<root>" else f"{loc}: {msg}")
     return "; ".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import badinput
 import pytest
 
 from helpers import keys, read_json, run_cli
@@ -23,56 +24,45 @@ def bucket(s3):
     return "bad-input"
 
 
-def base(model_dir, **over):
-    cfg = {
-        "runId": "bad",
-        "data": {"sources": [{"uri": "s3://bad-input/imgs"}]},
-        "model": {"name": model_dir},
-        "output": {"uri": "s3://bad-input/out"},
-    }
-    cfg.update(over)
-    return cfg
+def fill(value, slots: dict):
+    """CLI_BASE's {placeholders} filled in, recursively."""
+    if isinstance(value, str):
+        return value.format(**slots)
+    if isinstance(value, dict):
+        return {k: fill(v, slots) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill(v, slots) for v in value]
+    return value
 
 
-@pytest.mark.parametrize(
-    "case, exit_code, words",
-    [
-        ("missing_path", 1, "data.sources[0].uri: s3://bad-input/nowhere does not exist"),
-        ("empty_source", 1, "holds no files"),
-        ("csv_unknown_image", 1, "data.labelsCsv: 1 path(s) name no image in data.sources: ghost.jpg"),
-        ("unknown_model", 1, "model.name: 'no-such-org/no-such-model' is neither a local model directory"),
-        ("unwritable_output", 1, "output.uri: cannot write to"),
-        ("no_usable_images", 1, "data: no usable images among 1 files (s3://bad-input/junk/only/notes.txt: not a decodable image"),
-        ("bad_field", 2, "invalid config: training.numWorkers: Input should be greater than or equal to 1"),
-    ],
-)
-def test_bad_input_fails_cleanly(case, exit_code, words, model, bucket, s3, tmp_path):
+CASES = badinput.by_where(badinput.CLI) + [c for c in badinput.CASES if c.id in badinput.CLI_CHECKED_CONFIG_ROWS]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_bad_input_fails_cleanly(case, model, bucket, s3, tmp_path):
+    """The CLI rows of tests/badinput.py (and a config row, through the real subprocess)."""
     empty = tmp_path / "empty"
     empty.mkdir()
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
-    cfg = {
-        "missing_path": base(model, data={"sources": [{"uri": "s3://bad-input/nowhere"}]}),
-        "empty_source": base(model, data={"sources": [{"uri": str(empty)}]}),
-        "csv_unknown_image": base(model, data={"sources": [{"uri": "s3://bad-input/imgs"}], "labelsCsv": {"uri": "s3://bad-input/labels.csv"}}),
-        "unknown_model": base(model, model={"name": "no-such-org/no-such-model"}),
-        "unwritable_output": base(model, output={"uri": str(not_a_dir / "out")}),
-        "no_usable_images": base(model, data={"sources": [{"uri": "s3://bad-input/junk"}]}),
-        "bad_field": base(model, training={"numWorkers": 0}),
-    }[case]
+    slots = {"model": str(model), "empty_dir": str(empty), "not_a_dir": str(not_a_dir)}
+    cfg = fill(badinput.apply(badinput.CLI_BASE, case.changes), slots)
+    is_config = case.where == badinput.CONFIG
+    exit_code = 2 if is_config else 1
+    words = [f"vitpipeline: invalid config: {case.message}"] if is_config else list(case.fragments)
     proc = run_cli(tmp_path, cfg, s3, timeout=300)
     assert proc.returncode == exit_code, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()
     # The error is the last line; only an unwritable output adds one about the log it could not keep.
-    last = lines[-2] if case == "unwritable_output" else lines[-1]
-    assert words in last, proc.stderr[-3000:]
-    if case == "unwritable_output":
+    last = lines[-2] if case.id == "unwritable_output" else lines[-1]
+    assert last.startswith("vitpipeline: ") and all(w in last for w in words), proc.stderr[-3000:]
+    if case.id == "unwritable_output":
         assert "could not save the driver log" in lines[-1]
     assert not [k for k in keys(s3, "bad-input", "out/") if k.endswith("summary.json")]
-    if case in ("unwritable_output", "bad_field"):
+    if case.id == "unwritable_output" or is_config:
         return  # nothing can be (or is) written: the output is unusable or the config never parsed
     # What a user (or the operator) finds in the prefix after the pods are gone: why it failed.
     progress = read_json(s3, "bad-input", "out/bad/progress.json")
-    assert progress["stage"] == "failed" and words in progress["error"], progress
+    assert progress["stage"] == "failed" and all(w in progress["error"] for w in words), progress
     driver_log = s3.client().get_object(Bucket="bad-input", Key="out/bad/driver.log")["Body"].read().decode()
-    assert words in driver_log, driver_log[-2000:]
+    assert all(w in driver_log for w in words), driver_log[-2000:]

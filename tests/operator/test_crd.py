@@ -38,9 +38,13 @@ def test_structural():
 
 
 @pytest.mark.parametrize("path, key, expected", [
-    (".pipeline.output.uri", "pattern", r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
-    (".pipeline.data.sources[].uri", "pattern", r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
-    (".pipeline.data.labelsCsv.uri", "pattern", r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
+    # Userinfo passes the pattern so that the rule below refuses it without echoing a secret.
+    (".pipeline.output.uri", "pattern", r"^s3://([^/@]*@)?[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
+    (".pipeline.data.sources[].uri", "pattern", r"^s3://([^/@]*@)?[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
+    (".pipeline.data.labelsCsv.uri", "pattern", r"^s3://([^/@]*@)?[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
+    (".pipeline.inference.sources[].uri", "x-kubernetes-validations", [
+        {"rule": "!self.matches('^s3://[^/]*@')", "reason": "FieldValueForbidden",
+         "message": "credentials in a URI are not allowed; use a Secret reference"}]),
     (".pipeline.training.numWorkers", "minimum", 1),
     (".pipeline.training.cpusPerWorker", "exclusiveMinimum", True),
     (".pipeline.inference.precision", "enum", ["fp32", "bf16", "fp16"]),

@@ -1,3 +1,4 @@
+import badinput
 import pytest
 
 from vitpipeline.config import ConfigError, dump_config, parse_config
@@ -19,44 +20,16 @@ def test_defaults_and_camel_case_round_trip():
     assert parse_config(dumped) == cfg
 
 
-@pytest.mark.parametrize(
-    "over, field, words",
-    [
-        ({"runId": "Bad_Id"}, "runId", "pattern"),
-        ({"runId": "x" * 64}, "runId", "at most 63"),
-        ({"training": {"numWorkers": 0}}, "training.numWorkers", "greater than or equal to 1"),
-        ({"training": {"batchSize": -4}}, "training.batchSize", "greater than or equal to 1"),
-        ({"training": {"epochs": 0}}, "training.epochs", "greater than 0"),
-        ({"split": {"validationFraction": 1.0}}, "split.validationFraction", "less than 1"),
-        ({"validation": {"nonRgb": "keep"}}, "validation.nonRgb", "'convert' or 'drop'"),
-        ({"inference": {"precision": "int8"}}, "inference.precision", "'fp32', 'bf16' or 'fp16'"),
-        ({"inference": {"precision": "bf16"}}, "<root>", "needs inference.useGpu"),
-        ({"output": {"uri": "gs://bucket/out"}}, "output.uri", "s3://bucket/prefix or a local path"),
-        ({"output": {"uri": "s3://key:secret@bucket/out"}}, "output.uri", "credentials in a URI"),
-        ({"data": {"sources": []}}, "data.sources", "at least 1"),
-        ({"data": {"sources": [{"uri": "s3://bkt/x", "label": "a"}], "labelsCsv": {"uri": "s3://bkt/l.csv"}}}, "data", "not allowed together with labelsCsv"),
-        ({"training": {"numWorker": 2}}, "training.numWorker", "unknown field"),
-        ({"storage": {"endpointUrl": "ftp://x"}}, "storage.endpointUrl", "pattern"),
-    ],
-)
-def test_bad_config_names_the_field(over, field, words):
+# Bad configs and their messages: the CONFIG rows of tests/badinput.py
+# (tests/unit/test_bad_input_table.py runs them through the CLI).
+
+
+def test_credentials_in_a_uri_are_refused_without_echoing_them():
+    [case] = [c for c in badinput.CASES if c.id == "config-credentials-in-uri"]
     with pytest.raises(ConfigError) as err:
-        parse_config(minimal(**over))
-    msg = str(err.value)
-    assert msg.startswith(f"{field}:") or f"; {field}:" in msg, msg
-    assert words in msg
-
-
-def test_missing_required_fields_are_named():
-    with pytest.raises(ConfigError) as err:
-        parse_config({"runId": "r"})
-    assert "data: Field required" in str(err.value)
-    assert "output: Field required" in str(err.value)
-
-
-def test_not_a_mapping():
-    with pytest.raises(ConfigError, match="expected a mapping"):
-        parse_config(["a"])
+        parse_config(badinput.config(case))
+    assert str(err.value) == "output.uri: credentials in a URI are not allowed; use a Secret reference"
+    assert case.never and not any(secret in str(err.value) for secret in case.never)
 
 
 def test_list_positions_are_shown_as_indexes():
