@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from helpers import read_json, run_cli
+from helpers import keys, read_json, run_cli
 from support.s3server import upload_tree
 from vitpipeline.demo import save_tiny_vit, write_digits
 
@@ -46,3 +46,30 @@ def test_worker_failure_resumes_from_checkpoint(small_digits, s3, tmp_path):
     assert summary["status"] == "Succeeded"
     # Every image in the folder, each with the folder's label as its truth.
     assert summary["counts"]["predicted"] == 12
+
+
+def test_a_rerun_resumes_from_the_checkpoints_in_s3(small_digits, s3, tmp_path):
+    """What KubeRay's retry does: the first attempt dies for good mid-training (no Ray Train
+    retries left), the job runs again with the same config and run id, and training resumes
+    from the checkpoint the first attempt left in S3 instead of starting over."""
+    config = {
+        "runId": "retried",
+        "data": {"sources": [{"uri": "s3://ft-data/digits"}]},
+        "model": {"name": small_digits},
+        "training": {"numWorkers": 2, "epochs": 3, "batchSize": 16, "maxFailures": 0},
+        "output": {"uri": "s3://ft-data/out"},
+    }
+    first = run_cli(tmp_path, config, s3, extra_env={"VITPIPELINE_FAIL_AT_STEP": "6"})
+    assert first.returncode == 1, first.stdout[-2000:]
+    assert "injected failure at step 6" in first.stdout + first.stderr
+    progress = read_json(s3, "ft-data", "out/retried/progress.json")
+    assert (progress["stage"], progress["failedStage"]) == ("failed", "train"), progress
+
+    second = run_cli(tmp_path, config, s3)
+    assert second.returncode == 0, second.stderr[-4000:]
+    record = read_json(s3, "ft-data", "out/retried/training.json")
+    assert record["resumed_from_step"] == 4  # the end of epoch 1, saved by the first attempt
+    assert record["final_step"] == 12
+    summary = read_json(s3, "ft-data", "out/retried/summary.json")
+    attempts = {k.split("/")[3] for k in keys(s3, "ft-data", "out/retried/attempts/")} - {""}  # "" : a folder marker
+    assert len(attempts) == 2 and summary["attemptId"] in attempts  # each attempt kept its own log

@@ -190,3 +190,16 @@ def test_labels_csv_joined_by_path(digits, s3, tmp_path):
     expected = dict(rows)
     assert len(df) > 0
     assert all(expected[p.split("/digits/")[1]] == t for p, t in zip(df["path"], df["true_label"]))
+
+
+def test_no_credential_appears_in_anything_the_run_wrote(full_run, s3):
+    """The S3 key pair was in the run's environment; no output, log or record repeats it."""
+    from support.s3server import ACCESS_KEY, SECRET_KEY
+
+    client = s3.client()
+    texts = [full_run["proc"].stdout, full_run["proc"].stderr]
+    written = [k for k in keys(s3, "runs", "out/digits-full/") if k.endswith((".json", ".log", ".txt", ".yaml"))]
+    assert any(k.endswith("driver.log") for k in written) and any(k.endswith("summary.json") for k in written)
+    texts += [client.get_object(Bucket="runs", Key=k)["Body"].read().decode(errors="replace") for k in written]
+    for secret in (ACCESS_KEY, SECRET_KEY):
+        assert not [t[:200] for t in texts if secret in t]
