@@ -66,7 +66,9 @@ def main() -> int:
     # The notebook's pools exactly as written, given a short while to show they make progress.
     hang = float(os.environ.get("BENCH_HANG_SECONDS", "120"))
     only = os.environ.get("BENCH_ONLY", "").split(",")
-    for name in ["featurize-as-written", "featurize-ours", "featurize-baseline", "infer-ours", "infer-baseline", "e2e-ours", "e2e-baseline"]:
+    names = ["featurize-as-written", "featurize-ours", "featurize-baseline", "infer-ours", "infer-ours-fp32",
+             "infer-baseline", "e2e-ours", "e2e-ours-fp32", "e2e-baseline"]
+    for name in names:
         if only != [""] and name not in only:
             continue
         r = measure(name, images, model, hang if name.endswith("as-written") else timeout)
@@ -74,10 +76,11 @@ def main() -> int:
         if "error" in r:
             print(f"{name:20s} FAILED: {r['error']} (peak {r['peak_rss_mib']:.0f} MiB)")
         else:
-            print(f"{name:20s} {r['seconds']:8.1f}s  {r['rate']:7.1f} images/s  peak tree RSS {r['peak_rss_mib']:6.0f} MiB")
+            extra = "".join(f"  {k} {r[k]}" for k in ("precision", "accuracy") if r.get(k) is not None)
+            print(f"{name:20s} {r['seconds']:8.1f}s  {r['rate']:7.1f} images/s  peak tree RSS {r['peak_rss_mib']:6.0f} MiB{extra}")
 
-    def ratio(kind: str, field: str, inverse: bool = False):
-        a, b = results.get(f"{kind}-ours", {"error": 1}), results.get(f"{kind}-baseline", {"error": 1})
+    def ratio(kind: str, field: str, inverse: bool = False, ours: str = "ours"):
+        a, b = results.get(f"{kind}-{ours}", {"error": 1}), results.get(f"{kind}-baseline", {"error": 1})
         if "error" in a or "error" in b:
             return None
         return b[field] / a[field] if inverse else a[field] / b[field]
@@ -86,7 +89,9 @@ def main() -> int:
     for label, value in [
         ("featurize images/s", ratio("featurize", "rate")),
         ("inference images/s", ratio("infer", "rate")),
+        ("inference images/s fp32", ratio("infer", "rate", ours="ours-fp32")),
         ("end-to-end speed-up", ratio("e2e", "seconds", inverse=True)),
+        ("end-to-end speed-up fp32", ratio("e2e", "seconds", inverse=True, ours="ours-fp32")),
         ("end-to-end peak memory", ratio("e2e", "peak_rss_mib")),
     ]:
         print(f"  {label:24s} {'n/a' if value is None else f'{value:.2f}x'}")

@@ -14,7 +14,9 @@ def _labeled(images: str):
     return [(f, f.split("/")[-2]) for f in files]
 
 
-def _config(images: str, model: str, out: str, run_id: str):
+def _config(images: str, model: str, out: str, run_id: str, precision: str = "auto"):
+    """The pipeline's defaults (precision auto: bf16 where the CPU has it natively), or fp32
+    throughout for the `-fp32` variants, which show what the precision alone contributes."""
     from vitpipeline.config import parse_config
 
     return parse_config(
@@ -22,8 +24,8 @@ def _config(images: str, model: str, out: str, run_id: str):
             "runId": run_id,
             "data": {"sources": [{"uri": images}]},
             "model": {"name": model},
-            "training": {"numWorkers": 2, "epochs": 1, "batchSize": 32},
-            "inference": {"batchSize": 64},
+            "training": {"numWorkers": 2, "epochs": 1, "batchSize": 32, "precision": precision},
+            "inference": {"batchSize": 64, "precision": precision},
             "output": {"uri": out},
         }
     )
@@ -40,11 +42,15 @@ def main(name: str, images: str, model: str, out: str) -> dict:
 
     items = _labeled(images)
     classes = sorted({label for _, label in items})
-    cfg = _config(images, model, out, name)
+    precision = "fp32" if name.endswith("-fp32") else "auto"
+    name = name.removesuffix("-fp32")
+    cfg = _config(images, model, out, name, precision)
     if name == "e2e-ours":
         start = time.perf_counter()
         summary = runner.run(cfg, echo=lambda *_: None)
-        return {"seconds": time.perf_counter() - start, "items": summary["counts"]["read"], "accuracy": summary["metrics"].get("predictionAccuracy")}
+        return {"seconds": time.perf_counter() - start, "items": summary["counts"]["read"],
+                "accuracy": summary["metrics"].get("predictionAccuracy"),
+                "precision": summary["training"].get("precision")}
 
     runner.init_ray()
     plan = resources.plan_resources(ray.cluster_resources(), cfg)
@@ -84,6 +90,7 @@ def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str]) 
         model=model, class_names=classes, num_train=n_train, num_workers=2, batch_size=32, epochs=1.0,
         learning_rate=5e-5, weight_decay=0.0, use_gpu=False, cpus_per_worker=1.0, steps_per_epoch=steps,
         max_steps=steps, sync_uri=str(Path(out) / "baseline-training.json"), storage=StorageSpec(),
+        precision="fp32",  # the notebook trains in fp32
     )
     fit(plan, train, valid, storage_path=str(Path(out) / "baseline-ckpt"), storage_fs=None, run_name="baseline", max_failures=0)
     # The notebook re-reads held-out images and classifies them one at a time.

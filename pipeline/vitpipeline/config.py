@@ -112,6 +112,9 @@ class TrainingSpec(_Model):
     learning_rate: float = Field(default=5e-5, gt=0.0, le=1.0)
     weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
     max_failures: int = Field(default=2, ge=0, le=100)
+    # auto: bf16 mixed precision where the hardware has it natively (precision.py), else fp32
+    # (fp16 on GPUs without bf16).
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
 
 
 class InferenceSpec(_Model):
@@ -119,7 +122,7 @@ class InferenceSpec(_Model):
     # Actor count; unset sizes the pool from the cluster's resources.
     num_actors: int | None = Field(default=None, ge=1, le=1024)
     use_gpu: bool = False
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # Images to predict; unset predicts the held-out validation split.
     sources: list[Source] | None = Field(default=None, min_length=1, max_length=256)
 
@@ -153,8 +156,11 @@ class PipelineConfig(_Model):
 
     @model_validator(mode="after")
     def _gpu_precision(self) -> PipelineConfig:
-        if self.inference.precision != "fp32" and not self.inference.use_gpu:
-            raise ValueError("inference.precision bf16/fp16 needs inference.useGpu: true")
+        # fp16 has no fast CPU kernels; bf16 runs on CPUs (natively on AMX / AVX-512 BF16).
+        if self.inference.precision == "fp16" and not self.inference.use_gpu:
+            raise ValueError("inference.precision fp16 needs inference.useGpu: true")
+        if self.training.precision == "fp16" and not self.training.use_gpu:
+            raise ValueError("training.precision fp16 needs training.useGpu: true")
         return self
 
 

@@ -33,9 +33,14 @@ class Predictor:
             if isinstance(model_dir_or_checkpoint, str)
             else load_checkpoint_dir(model_dir_or_checkpoint)
         )
+        from .precision import for_this_process
+
         self._device = torch.device("cuda" if use_gpu and torch.cuda.is_available() else "cpu")
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.precision = for_this_process(precision, use_gpu)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        # On GPU the weights are cast; on CPU they stay fp32 and bf16 runs under autocast.
         self._dtype = dtype if self._device.type == "cuda" else torch.float32
+        self._autocast = self._device.type == "cpu" and self.precision == "bf16"
         self._model = AutoModelForImageClassification.from_pretrained(model_dir, dtype=self._dtype)
         self._model.to(self._device).eval()
         self._labels = [self._model.config.id2label[i] for i in range(self._model.config.num_labels)]
@@ -43,7 +48,7 @@ class Predictor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast):
             x = torch.from_numpy(np.array(batch["pixel_values"], dtype=np.float32, copy=True))
             x = x.to(self._device, self._dtype)
             probs = torch.softmax(self._model(pixel_values=x).logits.float(), dim=-1)
@@ -66,11 +71,12 @@ class ImagePredictor:
     dropped from the predictions; the run counts them.
     """
 
-    def __init__(self, model_dir_or_checkpoint, processor_name: str, validation, threads: int = 1, storage=None):
+    def __init__(self, model_dir_or_checkpoint, processor_name: str, validation, threads: int = 1, storage=None,
+                 precision: str = "auto"):
         from .featurize import Featurizer
 
         self._featurize = Featurizer(processor_name, validation, threads, storage)
-        self._predict = Predictor(model_dir_or_checkpoint, use_gpu=False, threads=threads)
+        self._predict = Predictor(model_dir_or_checkpoint, use_gpu=False, precision=precision, threads=threads)
 
     def __call__(self, batch: dict) -> dict:
         from .validate import OK

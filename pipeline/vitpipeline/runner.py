@@ -111,6 +111,7 @@ def predict_images(raw, config: PipelineConfig, plan: resources.ResourcePlan, mo
             "validation": config.validation,
             "threads": plan.infer.threads,
             "storage": config.storage,
+            "precision": config.inference.precision,
         },
         batch_size=config.inference.batch_size,
         batch_format="numpy",

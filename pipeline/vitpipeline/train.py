@@ -36,6 +36,7 @@ class TrainPlan:
     storage: StorageSpec = StorageSpec()
     fail_at_step: int | None = None  # test hook: one worker raises once at this step
     fail_marker: str = ""  # made when the hook fires, so the restarted workers don't fire again
+    precision: str = "auto"  # resolved on each worker (precision.py)
 
 
 def make_plan(
@@ -62,6 +63,7 @@ def make_plan(
         weight_decay=t.weight_decay,
         use_gpu=t.use_gpu,
         cpus_per_worker=t.cpus_per_worker,
+        precision=t.precision,
         steps_per_epoch=steps_per_epoch,
         max_steps=max(1, math.ceil(steps_per_epoch * t.epochs)),
         sync_uri=sync_uri,
@@ -137,8 +139,14 @@ def train_loop(plan: TrainPlan) -> None:
         batch_size=plan.batch_size, collate_fn=model_inputs
     )
 
+    from .precision import for_this_process
+
+    precision = for_this_process(plan.precision, plan.use_gpu)
     workdir = tempfile.mkdtemp(prefix="vitpipeline-train-")
     args = TrainingArguments(
+        # Mixed precision: fp32 master weights, matmuls in bf16/fp16 under autocast.
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         output_dir=workdir,
         max_steps=plan.max_steps,
         eval_strategy="steps",
@@ -231,6 +239,7 @@ def train_loop(plan: TrainPlan) -> None:
             "weights_digests": digests,
             "ddp": type(trainer.model_wrapped).__name__,
             "resumed_from_step": _step_of(resume_from),
+            "precision": precision,
             "final_step": trainer.state.global_step,
             "world_size": ctx.get_world_size(),
         }

@@ -34,7 +34,7 @@ from test_operator_schema import VITP, manifest, vitp_crd  # noqa: F401 (fixture
 OPERATOR_ONLY = [
     r"need workers\.gpusPerWorker >= 1",
     r"GPU workers cannot fit on workers\.replicas",
-    r"precision bf16/fp16 needs inference\.useGpu: true",
+    r"precision fp16 needs (inference|training)\.useGpu: true",
     r"label: not allowed together with labelsCsv",
 ]
 
@@ -101,10 +101,11 @@ def specs(draw, valid: bool) -> dict:
         "training": draw(maybe(st.fixed_dictionaries({}, optional={
             "numWorkers": ints(valid, 1, 1024), "useGpu": st.booleans(), "cpusPerWorker": floats(valid, 0.0, 256),
             "epochs": floats(valid, 0.0, 1000), "batchSize": ints(valid, 1, 4096),
-            "learningRate": floats(valid, 0.0, 1.0), "maxFailures": ints(valid, 0, 100, bad=(-1,))}))),
+            "learningRate": floats(valid, 0.0, 1.0), "maxFailures": ints(valid, 0, 100, bad=(-1,)),
+            "precision": either(valid, st.sampled_from(["auto", "fp32", "bf16", "fp16"]), st.just("tf32"))}))),
         "inference": draw(maybe(st.fixed_dictionaries({}, optional={
             "batchSize": ints(valid, 1, 8192), "numActors": ints(valid, 1, 1024), "useGpu": st.booleans(),
-            "precision": either(valid, st.sampled_from(["fp32", "bf16", "fp16"]), st.just("int8"))}))),
+            "precision": either(valid, st.sampled_from(["auto", "fp32", "bf16", "fp16"]), st.just("int8"))}))),
         "output": {"uri": draw(uri)},
         "runId": draw(maybe(either(valid, st.from_regex(r"[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?", fullmatch=True),
                                    st.sampled_from(["Run", "-x", "a" * 64, "a_b"])))),

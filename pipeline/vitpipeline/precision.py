@@ -1,0 +1,45 @@
+"""Which numeric precision a stage runs in. Pure rules, plus the probe of what the hardware does.
+
+`auto` (the default) picks bf16 where the hardware computes it natively: CUDA GPUs with bf16
+support (Ampere and later), and CPUs with AMX or AVX-512 BF16 (Sapphire Rapids and later,
+Zen 4 and later), where oneDNN runs bf16 matmuls several times faster than fp32. Elsewhere it
+picks fp16 on older GPUs and fp32 on CPUs, where bf16 would be emulated and slower. Weights
+stay fp32 and the forward pass runs under autocast, so layer norms, softmax and the loss keep
+fp32 accuracy; an explicit `fp32` turns it all off.
+"""
+
+from __future__ import annotations
+
+import functools
+
+NATIVE_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def resolve(requested: str, device: str, cuda_bf16: bool = False, cpu_flags: frozenset[str] = frozenset()) -> str:
+    """The precision to run in: `requested` unless it is `auto`; `device` is "cuda" or "cpu"."""
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        return "bf16" if cuda_bf16 else "fp16"
+    return "bf16" if any(f in cpu_flags for f in NATIVE_BF16_CPU_FLAGS) else "fp32"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU feature flags (Linux); empty where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def for_this_process(requested: str, use_gpu: bool) -> str:
+    import torch
+
+    if use_gpu and torch.cuda.is_available():
+        return resolve(requested, "cuda", cuda_bf16=torch.cuda.is_bf16_supported())
+    return resolve(requested, "cpu", cpu_flags=cpu_flags())
