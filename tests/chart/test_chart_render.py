@@ -59,6 +59,7 @@ def test_one_resource_kind_per_template_file(helm, chart):
         "vitpipeline/templates/role.yaml": {"Role"},
         "vitpipeline/templates/rolebinding.yaml": {"RoleBinding"},
         "vitpipeline/templates/deployment.yaml": {"Deployment"},
+        "vitpipeline/templates/networkpolicy.yaml": {"NetworkPolicy"},
     }
 
 
