@@ -87,3 +87,17 @@ def test_permanent_error_fails_with_its_reason_and_commits_nothing(data, s3, pro
     assert progress["stage"] == "failed" and progress["failedStage"] == "ingest", progress
     assert "ACCESS_DENIED" in progress["error"] and "data.sources[0].uri" in progress["error"], progress
     assert f"runs/{run}/summary.json" not in keys(s3, BUCKET, f"runs/{run}/")
+
+
+def test_failure_while_writing_predictions_leaves_no_summary(data, s3, proxy, tmp_path):
+    """S3 refuses the prediction files mid-run: the run fails in inference, nothing is
+    committed, and what the attempt wrote stays under its own prefix."""
+    run = "refused-mid-write"
+    refused = proxy.inject(s3_error("AccessDenied", 403, 10_000, "PUT", rf"/runs/{run}/attempts/.+/predictions/"))
+    proc = run_cli(tmp_path, config(run, data["model"]), ThroughProxy(s3, proxy))
+    assert proc.returncode == 1 and refused.injected >= 1, proc.stderr[-2000:]
+    progress = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"runs/{run}/progress.json")["Body"].read())
+    assert (progress["stage"], progress["failedStage"]) == ("failed", "infer"), progress
+    written = keys(s3, BUCKET, f"runs/{run}/")
+    assert f"runs/{run}/summary.json" not in written
+    assert any(k.startswith(f"runs/{run}/checkpoints/") for k in written)  # for the retry to resume from
