@@ -37,7 +37,7 @@ def build_summary(
     return {
         "version": SUMMARY_VERSION,
         "runId": run_id,
-        "attemptId": attempt.root.rstrip("/").rsplit("/", 1)[-1],
+        "attemptId": attempt.id,
         "status": "Succeeded",
         "classes": class_names,
         "counts": counts,

@@ -30,7 +30,12 @@ class AttemptLayout:
     Attempts never write into each other's prefix; the summary names the one that committed.
     """
 
-    root: str
+    run_root: str
+    id: str
+
+    @property
+    def root(self) -> str:
+        return join(self.run_root, "attempts", self.id)
 
     @property
     def predictions(self) -> str:
@@ -61,7 +66,7 @@ class RunLayout:
         return join(self.root, "checkpoints")
 
     def attempt(self, attempt_id: str) -> AttemptLayout:
-        return AttemptLayout(join(self.root, "attempts", attempt_id))
+        return AttemptLayout(self.root, attempt_id)
 
     @property
     def summary(self) -> str:

@@ -147,8 +147,3 @@ class Store:
     def delete(self, uri: str) -> None:
         fs, path = self.resolve(uri)
         fs.delete_file(path)
-
-    def delete_tree(self, uri: str) -> None:
-        fs, path = self.resolve(uri)
-        if fs.get_file_info(path).type == pafs.FileType.Directory:
-            fs.delete_dir(path)

@@ -63,7 +63,6 @@ class FaultProxy:
         self._ssl = upstream_ssl
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
-        self.requests: list[tuple[str, str, int]] = []  # (method, path, status) of every request answered
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="faultproxy")
         self._runner: web.AppRunner | None = None
@@ -88,10 +87,6 @@ class FaultProxy:
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
-
-    def answered(self, status: int) -> list[tuple[str, str, int]]:
-        with self._lock:
-            return [r for r in self.requests if r[2] == status]
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -126,15 +121,10 @@ class FaultProxy:
                     return fault
         return None
 
-    def _record(self, method: str, path_qs: str, status: int) -> None:
-        with self._lock:
-            self.requests.append((method, path_qs, status))
-
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()  # read even when answering with a fault, as a server would
         fault = self._take_fault(request.method, request.path_qs)
         if fault is not None:
-            self._record(request.method, request.path_qs, fault.status)
             return web.Response(status=fault.status, body=fault.body, headers=fault.headers)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         try:
@@ -142,9 +132,7 @@ class FaultProxy:
                                                    headers=headers, data=body or None, allow_redirects=False,
                                                    skip_auto_headers=("User-Agent", "Content-Type"))
         except OSError as err:  # the server is down: a client sees a bad gateway
-            self._record(request.method, request.path_qs, 502)
             return web.Response(status=502, text=f"upstream unreachable: {err}")
-        self._record(request.method, request.path_qs, upstream.status)
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for k, v in upstream.headers.items():
