@@ -48,9 +48,10 @@ def main(name: str, images: str, model: str, out: str) -> dict:
     if name == "e2e-ours":
         start = time.perf_counter()
         summary = runner.run(cfg, echo=lambda *_: None)
+        stages = {k: v for k, v in summary["timingsSeconds"].items() if k != "total"}
         return {"seconds": time.perf_counter() - start, "items": summary["counts"]["read"],
                 "accuracy": summary["metrics"].get("predictionAccuracy"),
-                "precision": summary["training"].get("precision")}
+                "precision": summary["training"].get("precision"), "stages": stages}
 
     runner.init_ray()
     plan = resources.plan_resources(ray.cluster_resources(), cfg)
@@ -67,23 +68,28 @@ def main(name: str, images: str, model: str, out: str) -> dict:
     elif name == "infer-baseline":
         n = nb.infer(images, model).materialize().count()
     elif name == "e2e-baseline":
-        n = _notebook_end_to_end(images, model, out, classes)
+        stages: dict = {}
+        n = _notebook_end_to_end(images, model, out, classes, stages)
+        return {"seconds": time.perf_counter() - start, "items": n, "stages": stages}
     else:
         raise SystemExit(f"unknown variant {name}")
     return {"seconds": time.perf_counter() - start, "items": n}
 
 
-def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str]) -> int:
+def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str], stages: dict) -> int:
     """The notebook's flow, materialized before training so that it can finish at all on two
-    CPUs (unmaterialized, its training deadlocks waiting for data tasks)."""
+    CPUs (unmaterialized, its training deadlocks waiting for data tasks). Fills `stages` with
+    seconds per stage, named as in the pipeline's `timingsSeconds`."""
     from vitpipeline.config import StorageSpec
     from vitpipeline.train import TrainPlan, fit
 
     from . import notebook_baseline as nb
 
+    t = time.perf_counter()
     feats = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}).materialize()
     train, valid = feats.train_test_split(test_size=0.2)
     train, valid = train.materialize(), valid.materialize()
+    stages["featurize"], t = time.perf_counter() - t, time.perf_counter()
     n_train = train.count()
     steps = max(1, n_train // 2 // 32)
     plan = TrainPlan(
@@ -93,10 +99,13 @@ def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str]) 
         precision="fp32",  # the notebook trains in fp32
     )
     fit(plan, train, valid, storage_path=str(Path(out) / "baseline-ckpt"), storage_fs=None, run_name="baseline", max_failures=0)
+    stages["train"], t = time.perf_counter() - t, time.perf_counter()
     # The notebook re-reads held-out images and classifies them one at a time.
     n_valid = valid.count()
     files = sorted(str(p) for p in Path(images).rglob("*.jpg"))[-n_valid:]
-    return nb.infer(files, model).materialize().count() + feats.count()
+    n = nb.infer(files, model).materialize().count()
+    stages["infer"] = time.perf_counter() - t
+    return n + feats.count()
 
 
 if __name__ == "__main__":

@@ -254,9 +254,12 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
             images = ingest.list_images(store, config.inference.sources, "inference.sources")
             raw = ingest.read_images(store, [(i.uri, i.source_label) for i in images])
             predictions = predict_images(raw, config, plan, result.checkpoint)
+        # Predictions are a few small columns: kept in the object store, they are written once
+        # and counted from memory, with no second read of what was just written.
+        predictions = predictions.materialize()
         fs, pred_path = store.resolve(attempt.predictions)
         predictions.write_parquet(pred_path, filesystem=fs)
-        written = ray.data.read_parquet(pred_path, filesystem=fs).to_pandas()
+        written = predictions.to_pandas()
 
     progress.stage("commit")
     pred_accuracy = None

@@ -160,6 +160,9 @@ def train_loop(plan: TrainPlan) -> None:
         weight_decay=plan.weight_decay,
         use_cpu=not plan.use_gpu,
         ddp_backend="nccl" if plan.use_gpu else "gloo",
+        # Every ViT parameter takes part in each step; searching for unused ones would cost an
+        # extra pass over the autograd graph per step.
+        ddp_find_unused_parameters=False,
         report_to=[],
         remove_unused_columns=False,
         label_names=["labels"],
