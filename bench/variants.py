@@ -81,15 +81,15 @@ def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str], 
     CPUs (unmaterialized, its training deadlocks waiting for data tasks). Fills `stages` with
     seconds per stage, named as in the pipeline's `timingsSeconds`."""
     from vitpipeline.config import StorageSpec
+    from vitpipeline.runner import _timed
     from vitpipeline.train import TrainPlan, fit
 
     from . import notebook_baseline as nb
 
-    t = time.perf_counter()
-    feats = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}).materialize()
-    train, valid = feats.train_test_split(test_size=0.2)
-    train, valid = train.materialize(), valid.materialize()
-    stages["featurize"], t = time.perf_counter() - t, time.perf_counter()
+    with _timed(stages, "featurize"):
+        feats = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}).materialize()
+        train, valid = feats.train_test_split(test_size=0.2)
+        train, valid = train.materialize(), valid.materialize()
     n_train = train.count()
     steps = max(1, n_train // 2 // 32)
     plan = TrainPlan(
@@ -98,13 +98,13 @@ def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str], 
         max_steps=steps, sync_uri=str(Path(out) / "baseline-training.json"), storage=StorageSpec(),
         precision="fp32",  # the notebook trains in fp32
     )
-    fit(plan, train, valid, storage_path=str(Path(out) / "baseline-ckpt"), storage_fs=None, run_name="baseline", max_failures=0)
-    stages["train"], t = time.perf_counter() - t, time.perf_counter()
+    with _timed(stages, "train"):
+        fit(plan, train, valid, storage_path=str(Path(out) / "baseline-ckpt"), storage_fs=None, run_name="baseline", max_failures=0)
     # The notebook re-reads held-out images and classifies them one at a time.
-    n_valid = valid.count()
-    files = sorted(str(p) for p in Path(images).rglob("*.jpg"))[-n_valid:]
-    n = nb.infer(files, model).materialize().count()
-    stages["infer"] = time.perf_counter() - t
+    with _timed(stages, "infer"):
+        n_valid = valid.count()
+        files = sorted(str(p) for p in Path(images).rglob("*.jpg"))[-n_valid:]
+        n = nb.infer(files, model).materialize().count()
     return n + feats.count()
 
 

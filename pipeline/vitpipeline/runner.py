@@ -259,13 +259,13 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
         predictions = predictions.materialize()
         fs, pred_path = store.resolve(attempt.predictions)
         predictions.write_parquet(pred_path, filesystem=fs)
-        written = predictions.to_pandas()
+        predicted = predictions.to_pandas()
 
     progress.stage("commit")
     pred_accuracy = None
-    if "true_label" in written:
-        pred_accuracy = commit.accuracy_of(list(written["true_label"]), list(written["predicted_label"]))
-    counts["predicted"] = len(written)
+    if "true_label" in predicted:
+        pred_accuracy = commit.accuracy_of(list(predicted["true_label"]), list(predicted["predicted_label"]))
+    counts["predicted"] = len(predicted)
     timings["total"] = time.perf_counter() - start
     summary = commit.build_summary(
         run_id=config.run_id,
