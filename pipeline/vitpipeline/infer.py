@@ -11,7 +11,9 @@ def load_checkpoint_dir(checkpoint) -> str:
 
     from ray.train.huggingface.transformers import RayTrainReportCallback
 
-    local = checkpoint.to_directory()
+    from .checkpoints import local_copy
+
+    local = local_copy(checkpoint)
     inner = os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
     return inner if os.path.isdir(inner) else local
 

@@ -223,7 +223,9 @@ def train_loop(plan: TrainPlan) -> None:
     resume_from = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
-        local = checkpoint.to_directory()
+        from .checkpoints import local_copy
+
+        local = local_copy(checkpoint)  # workers on one node share one copy
         resume_from = os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
     trainer.train(resume_from_checkpoint=resume_from)
 
