@@ -6,6 +6,7 @@ try again later)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 
@@ -21,7 +22,6 @@ from .spec import SpecError, ViTPipelineSpec, parse_spec
 
 # How often an unfinished ViTPipeline is re-read from its RayJob (and its progress from S3).
 RESYNC_SECONDS = float(os.environ.get("VITOPERATOR_RESYNC_SECONDS", "30"))
-FINAL_REASONS = ("InvalidSpec", "NameConflict", "InvalidRayJob")
 
 
 def _now() -> str:
@@ -50,13 +50,21 @@ def _refuse(patch: kopf.Patch, reason: str, message: str, generation: int | None
     return kopf.PermanentError(f"{reason}: {message}")
 
 
+def _api_message(err: kube.ApiException) -> str:
+    """The API server's own sentence from its Status body, not the whole JSON."""
+    try:
+        return str(json.loads(err.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return str(err.body)
+
+
 def _create_or_adopt(namespace: str, manifest: dict, uid: str, patch: kopf.Patch, generation) -> dict:
     name = manifest["metadata"]["name"]
     try:
         return kube.create(kube.RAY, namespace, manifest)
     except kube.ApiException as err:
         if err.status in (400, 422):
-            raise _refuse(patch, "InvalidRayJob", f"the API server refused RayJob {name}: {err.body}",
+            raise _refuse(patch, "InvalidRayJob", f"the API server refused RayJob {name}: {_api_message(err)}",
                           generation) from None
         if err.status != 409:
             raise kopf.TemporaryError(f"creating RayJob {name}: HTTP {err.status}: {err.reason} {err.body}",
@@ -130,7 +138,7 @@ def sync(pipeline: dict, rayjob: dict, with_progress: bool = False) -> None:
     """Mirror `rayjob` into `pipeline`'s status; post an Event on each (phase, reason) transition.
     Raises S3ReadError when the summary cannot be read yet."""
     previous = pipeline.get("status") or {}
-    if previous.get("phase") in mirror.TERMINAL or previous.get("reason") in FINAL_REASONS:
+    if previous.get("phase") in mirror.TERMINAL or previous.get("reason") in mirror.REFUSALS:
         return
     generation = pipeline["metadata"].get("generation")
     phase, _, _ = mirror.phase_of(rayjob.get("status"), None)
@@ -166,7 +174,7 @@ def rayjob_event(type: str, body: kopf.Body, namespace: str, logger: kopf.Logger
 
 
 def _unfinished(status: kopf.Status, **_) -> bool:
-    return status.get("phase") not in mirror.TERMINAL and status.get("reason") not in FINAL_REASONS
+    return status.get("phase") not in mirror.TERMINAL and status.get("reason") not in mirror.REFUSALS
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC_SECONDS, initial_delay=RESYNC_SECONDS, when=_unfinished)

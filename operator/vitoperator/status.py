@@ -11,6 +11,10 @@ from __future__ import annotations
 
 PENDING, RUNNING, SUCCEEDED, FAILED, SUSPENDED = "Pending", "Running", "Succeeded", "Failed", "Suspended"
 TERMINAL = (SUCCEEDED, FAILED)
+# Reasons the operator refuses a ViTPipeline before any RayJob runs it: its spec breaks a
+# cross-field rule, its RayJob's name is another owner's, or the API server refused the
+# RayJob. Each is Failed and not Accepted, and final: only a person (a new spec) can fix it.
+REFUSALS = ("InvalidSpec", "NameConflict", "InvalidRayJob")
 JOB_TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
@@ -68,7 +72,7 @@ def condition(ctype: str, ok: bool, reason: str, message: str, now: str, generat
 def conditions_for(phase: str, reason: str, message: str, now: str, generation: int | None,
                    previous: list[dict] | None) -> list[dict]:
     """Accepted (the spec produced a RayJob), Running, and Finished (reason says how)."""
-    accepted_ok = not (phase == FAILED and reason in ("InvalidSpec", "NameConflict"))
+    accepted_ok = not (phase == FAILED and reason in REFUSALS)
     return [
         condition("Accepted", accepted_ok, "RayJobCreated" if accepted_ok else reason,
                   "RayJob created" if accepted_ok else message, now, generation, previous),

@@ -200,6 +200,49 @@ def test_semantically_bad_spec_fails_without_rayjob(operator, api, namespace):
     assert operator.healthy()
 
 
+def test_a_rayjob_the_api_server_refuses_fails_the_pipeline_as_not_accepted(operator, api, vitp_crd, namespace):  # noqa: F811
+    """A cluster's own admission policy (here a ValidatingAdmissionPolicy: CEL run by the real
+    API server) refuses the RayJob: the ViTPipeline is Failed, InvalidRayJob, not Accepted."""
+    policy = f"{namespace}-rayjobs-need-a-team"
+    admission = {"apiVersion": "admissionregistration.k8s.io/v1"}
+    with vitp_crd.api_client() as admin:
+        reg = client.AdmissionregistrationV1Api(admin)
+        reg.create_validating_admission_policy({**admission, "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy}, "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": [{"apiGroups": ["ray.io"], "apiVersions": ["v1"],
+                                                        "operations": ["CREATE"], "resources": ["rayjobs"]}]},
+                "validations": [{"expression": "'team' in object.metadata.?labels.orValue({})",
+                                 "message": "RayJobs here need a team label"}]}})
+        reg.create_validating_admission_policy_binding({**admission, "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy}, "spec": {
+                "policyName": policy, "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": namespace}}}}})
+        try:
+            def policy_in_force() -> bool:
+                try:
+                    api.create_namespaced_custom_object(*RAY, namespace, "rayjobs", foreign_rayjob("probe"),
+                                                        dry_run="All")
+                    return False
+                except ApiException as err:
+                    return err.status == 422 and "need a team label" in err.body
+            wait_for(policy_in_force, timeout=30, what="the admission policy to be in force")
+
+            api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest("refused", minimal_spec()))
+            st = wait_phase(api, namespace, "refused", "Failed", "InvalidRayJob")
+            assert st["message"] == (f'the API server refused RayJob refused: rayjobs.ray.io "refused" is forbidden: '
+                                     f"ValidatingAdmissionPolicy '{policy}' with binding '{policy}' denied request: "
+                                     "RayJobs here need a team label")
+            conds = {c["type"]: (c["status"], c["reason"]) for c in st["conditions"]}
+            assert conds == {"Accepted": ("False", "InvalidRayJob"), "Running": ("False", "InvalidRayJob"),
+                             "Finished": ("True", "InvalidRayJob")}
+            assert rayjobs(api, namespace) == []
+        finally:
+            reg.delete_validating_admission_policy_binding(policy)
+            reg.delete_validating_admission_policy(policy)
+
+
 def foreign_rayjob(name: str) -> dict:
     return {"apiVersion": "ray.io/v1", "kind": "RayJob", "metadata": {"name": name},
             "spec": {"entrypoint": "python -c 'print(1)'", "rayClusterSpec": {"headGroupSpec": {

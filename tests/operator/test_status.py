@@ -123,3 +123,57 @@ def test_the_pipelines_own_error_explains_a_failure_and_keeps_kuberays_words():
     # Not failed (yet): the record says nothing about the phase.
     rayjob["status"] = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
     assert status_update(rayjob, None, {}, "T", 1, pipeline_error="boom")["reason"] == "JobRunning"
+
+
+# Every way the operator refuses a ViTPipeline, and what the user then sees.
+REFUSED = [
+    ("InvalidSpec", "workers.gpusPerWorker: training.useGpu needs workers.gpusPerWorker >= 1"),
+    ("NameConflict", "RayJob taken already exists and belongs to ViTPipeline other"),
+    ("InvalidRayJob", "the API server refused RayJob flowers: denied by policy"),
+]
+
+
+def _refusal_reasons_in_handlers() -> set[str]:
+    """The reason of every `_refuse(patch, "<reason>", ...)` call in handlers.py."""
+    import ast
+    import inspect
+
+    from vitoperator import handlers
+
+    return {call.args[1].value for call in ast.walk(ast.parse(inspect.getsource(handlers)))
+            if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "_refuse"}
+
+
+def test_the_refusal_table_is_every_refusal_the_operator_makes():
+    from vitoperator.status import REFUSALS
+
+    assert {reason for reason, _ in REFUSED} == set(REFUSALS) == _refusal_reasons_in_handlers()
+
+
+@pytest.mark.parametrize("reason, message", REFUSED)
+def test_a_refused_pipeline_is_failed_not_accepted_and_never_resynced(reason, message):
+    import kopf
+    from vitoperator import handlers
+
+    patch = kopf.Patch()
+    assert isinstance(handlers._refuse(patch, reason, message, 3), kopf.PermanentError)
+    st = patch["status"]
+    assert (st["phase"], st["reason"], st["message"], st["observedGeneration"]) == ("Failed", reason, message, 3)
+    conds = {c["type"]: c for c in st["conditions"]}
+    assert {t: (c["status"], c["reason"], c["message"]) for t, c in conds.items()} == {
+        "Accepted": ("False", reason, message), "Running": ("False", reason, message),
+        "Finished": ("True", reason, message)}
+    assert not handlers._unfinished(status=st)  # the resync timer leaves it alone
+
+
+@pytest.mark.parametrize("body, sentence", [
+    ('{"kind":"Status","status":"Failure","message":"rayjobs.ray.io \\"x\\" is forbidden: denied","code":422}',
+     'rayjobs.ray.io "x" is forbidden: denied'),
+    ("upstream connect error", "upstream connect error"),
+    ('{"kind":"Status"}', '{"kind":"Status"}'),
+])
+def test_an_api_servers_refusal_reads_as_its_own_sentence(body, sentence):
+    from kubernetes.client.rest import ApiException
+    from vitoperator import handlers
+
+    assert handlers._api_message(ApiException(status=422, reason="Invalid", body=body)) == sentence
