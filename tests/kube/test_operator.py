@@ -364,8 +364,9 @@ def test_resync_timer_reads_progress_and_retries_the_summary(vitp_crd, api, name
         op.stop()
 
 
-def test_operator_needs_no_secret_access(vitp_crd, api, namespace, s3, bucket, tmp_path):  # noqa: F811
-    """Run as a ServiceAccount holding only vitoperator.rbac's rules: it still does its job."""
+@pytest.fixture
+def least_privilege(vitp_crd, namespace):  # noqa: F811
+    """A kubeconfig for a ServiceAccount holding only vitoperator.rbac's rules."""
     from vitoperator import rbac
 
     sa = "vitp-operator"
@@ -382,43 +383,124 @@ def test_operator_needs_no_secret_access(vitp_crd, api, namespace, s3, bucket, t
             metadata=client.V1ObjectMeta(name=f"{namespace}-{sa}"), subjects=subject,
             role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole",
                                       name=f"{namespace}-{sa}")))
-    with vitp_crd.api_client(kubeconfig) as limited:
-        with pytest.raises(ApiException) as denied:
-            client.CoreV1Api(limited).list_namespaced_secret(namespace)
-        assert denied.value.status == 403
-    op = Operator(kubeconfig, namespace, {**s3.env(), "VITOPERATOR_RESYNC_SECONDS": "1"},
-                  tmp_path / "operator.log").start()
     try:
-        api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest("limited", minimal_spec()))
-        wait_for(lambda: get_rayjob(api, namespace, "limited"), what="the RayJob")
-        kuberay_says(api, namespace, "limited", jobDeploymentStatus="Running", jobStatus="RUNNING")
-        wait_phase(api, namespace, "limited", "Running", "JobRunning")
-
-        # A cluster that cannot start: failed at the deadline with the scheduler's words, and
-        # its RayJob suspended (KubeRay then removes the pods). This test plays the scheduler too.
-        api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest(
-            "stuck", {**minimal_spec(), "startupDeadlineSeconds": 2}))
-        wait_for(lambda: get_rayjob(api, namespace, "stuck"), what="the RayJob")
-        kuberay_says(api, namespace, "stuck", jobDeploymentStatus="Initializing", rayClusterName="stuck-rc")
-        with vitp_crd.api_client() as admin:
-            core = client.CoreV1Api(admin)
-            core.create_namespaced_pod(namespace, {
-                "metadata": {"name": "stuck-rc-gpu-worker-x", "labels": {"ray.io/cluster": "stuck-rc"}},
-                "spec": {"containers": [{"name": "ray-worker", "image": "vitpipeline/pipeline:0.1.0"}]}})
-            core.patch_namespaced_pod_status("stuck-rc-gpu-worker-x", namespace, {"status": {"conditions": [{
-                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}]}})
-        st = wait_phase(api, namespace, "stuck", "Failed", "StartupDeadlineExceeded")
-        assert st["message"] == ("the Ray cluster did not start within startupDeadlineSeconds=2: pod "
-                                 "stuck-rc-gpu-worker-x: Unschedulable: 0/1 nodes are available: "
-                                 "1 Insufficient nvidia.com/gpu.")
-        assert get_rayjob(api, namespace, "stuck")["spec"]["suspend"] is True
-        assert "StartupDeadlineExceeded" in events_for(vitp_crd, namespace, "stuck")
-        assert "RunningForbidden" not in op.log.read_text()
-        assert " 403" not in op.log.read_text() and "Forbidden" not in op.log.read_text()
+        yield kubeconfig
     finally:
-        op.stop()
-        print(op.log.read_text()[-4000:])
         with vitp_crd.api_client() as admin:
             client.RbacAuthorizationV1Api(admin).delete_cluster_role_binding(f"{namespace}-{sa}")
             client.RbacAuthorizationV1Api(admin).delete_cluster_role(f"{namespace}-{sa}")
+
+
+@pytest.fixture
+def limited_operator(least_privilege, namespace, s3, bucket, tmp_path):
+    """The operator on least_privilege's rules alone, re-reading every second."""
+    op = Operator(least_privilege, namespace, {**s3.env(), "VITOPERATOR_RESYNC_SECONDS": "1"},
+                  tmp_path / "operator.log").start()
+    yield op
+    op.stop()
+    print(op.log.read_text()[-4000:])
+
+
+def assert_never_forbidden(op: Operator) -> None:
+    log = op.log.read_text()
+    assert "RunningForbidden" not in log
+    assert " 403" not in log and "Forbidden" not in log, log[-3000:]
+
+
+def test_operator_needs_no_secret_access(vitp_crd, api, namespace, least_privilege, limited_operator):  # noqa: F811
+    """Run as a ServiceAccount holding only vitoperator.rbac's rules: it still does its job."""
+    with vitp_crd.api_client(least_privilege) as limited:
+        with pytest.raises(ApiException) as denied:
+            client.CoreV1Api(limited).list_namespaced_secret(namespace)
+        assert denied.value.status == 403
+    api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest("limited", minimal_spec()))
+    wait_for(lambda: get_rayjob(api, namespace, "limited"), what="the RayJob")
+    kuberay_says(api, namespace, "limited", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    wait_phase(api, namespace, "limited", "Running", "JobRunning")
+    assert_never_forbidden(limited_operator)
+
+
+def ray_cluster_pod(vitp_crd, namespace: str, cluster: str, name: str, status: dict) -> None:  # noqa: F811
+    """A pod of `cluster` as KubeRay would create it, in the state the scheduler or kubelet
+    left it: this test plays both (the test bed has neither)."""
+    with vitp_crd.api_client() as admin:
+        core = client.CoreV1Api(admin)
+        core.create_namespaced_pod(namespace, {
+            "metadata": {"name": name, "labels": {"ray.io/cluster": cluster}},
+            "spec": {"containers": [{"name": "ray-worker", "image": "vitpipeline/pipeline:0.1.0"}]}})
+        core.patch_namespaced_pod_status(name, namespace, {"status": status})
+
+
+def since_created(rayjob: dict, timestamp: str) -> float:
+    def t(s):
+        return time.mktime(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))
+    return t(timestamp) - t(rayjob["metadata"]["creationTimestamp"])
+
+
+def test_a_cluster_that_cannot_start_fails_at_its_startup_deadline_saying_why(
+        vitp_crd, api, namespace, limited_operator):  # noqa: F811
+    """Failed at the deadline, not before, with the scheduler's words; its RayJob is suspended
+    (KubeRay then removes the pods). On the operator's least-privilege rules: it lists the pods."""
+    api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest(
+        "stuck", {**minimal_spec(), "startupDeadlineSeconds": 2}))
+    wait_for(lambda: get_rayjob(api, namespace, "stuck"), what="the RayJob")
+    kuberay_says(api, namespace, "stuck", jobDeploymentStatus="Initializing", rayClusterName="stuck-rc")
+    ray_cluster_pod(vitp_crd, namespace, "stuck-rc", "stuck-rc-gpu-worker-x", {"conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}]})
+    st = wait_phase(api, namespace, "stuck", "Failed", "StartupDeadlineExceeded")
+    assert st["message"] == ("the Ray cluster did not start within startupDeadlineSeconds=2: pod "
+                             "stuck-rc-gpu-worker-x: Unschedulable: 0/1 nodes are available: "
+                             "1 Insufficient nvidia.com/gpu.")
+    finished = {c["type"]: c for c in st["conditions"]}["Finished"]
+    assert since_created(get_rayjob(api, namespace, "stuck"), finished["lastTransitionTime"]) >= 2
+    # Suspended right after the status is written: waited for, not read at once.
+    wait_for(lambda: get_rayjob(api, namespace, "stuck")["spec"].get("suspend") is True, what="the RayJob suspended")
+    assert "StartupDeadlineExceeded" in events_for(vitp_crd, namespace, "stuck")
+    assert_never_forbidden(limited_operator)
+
+
+def resyncs(op: Operator) -> int:
+    """How many times the operator's resync timer (which applies the startup deadline) has run."""
+    return op.log.read_text().count("Timer 'resync' succeeded")
+
+
+def test_a_cluster_slow_to_start_within_its_deadline_is_not_failed(
+        vitp_crd, api, namespace, limited_operator):  # noqa: F811
+    """Still starting half-way into its deadline, re-checked by the operator meanwhile: left to
+    start. Once running, passing the deadline means nothing: it bounds start-up only."""
+    deadline = 8
+    api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", manifest(
+        "slow-start", {**minimal_spec(), "startupDeadlineSeconds": deadline}))
+    job = wait_for(lambda: get_rayjob(api, namespace, "slow-start"), what="the RayJob")
+    kuberay_says(api, namespace, "slow-start", jobDeploymentStatus="Initializing", rayClusterName="slow-rc")
+    ray_cluster_pod(vitp_crd, namespace, "slow-rc", "slow-rc-head-x", {"containerStatuses": [{
+        "name": "ray-head", "ready": False, "restartCount": 0, "image": "vitpipeline/pipeline:0.1.0",
+        "imageID": "", "state": {"waiting": {"reason": "ContainerCreating"}}}]})
+    wait_phase(api, namespace, "slow-start", "Pending", "Initializing")
+
+    def age() -> float:
+        return since_created(job, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def resynced_after(seen: int, at_age: float, phase: str):
+        """The status once two resyncs more have run and the age is reached, or once it left `phase`."""
+        def check():
+            st = status_of(api, namespace, "slow-start")
+            done = resyncs(limited_operator) >= seen + 2 and age() >= at_age
+            return st if done or st.get("phase") != phase else None
+        return check
+
+    st = wait_for(resynced_after(resyncs(limited_operator), deadline / 2, "Pending"), timeout=deadline,
+                  what="two resyncs while the cluster starts")
+    assert (st["phase"], st["reason"]) == ("Pending", "Initializing"), st
+    assert age() < deadline, "the operator re-checked too late for this test to prove anything"
+
+    kuberay_says(api, namespace, "slow-start", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    wait_phase(api, namespace, "slow-start", "Running", "JobRunning")
+    wait_for(lambda: age() > deadline, timeout=deadline + 5, what="the deadline to pass")
+    st = wait_for(resynced_after(resyncs(limited_operator), deadline, "Running"), timeout=15,
+                  what="two resyncs past the deadline")
+    assert (st["phase"], st["reason"]) == ("Running", "JobRunning"), st
+    assert get_rayjob(api, namespace, "slow-start")["spec"].get("suspend") is not True
+    assert "StartupDeadlineExceeded" not in events_for(vitp_crd, namespace, "slow-start")
+    assert_never_forbidden(limited_operator)
