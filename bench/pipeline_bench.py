@@ -64,57 +64,89 @@ def median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
 
 
+def _print(name: str, r: dict, runs: list[dict]) -> None:
+    if "error" in r:
+        print(f"{name:20s} FAILED: {r['error']} (peak {r['peak_rss_mib']:.0f} MiB)")
+        return
+    extra = "".join(f"  {k} {r[k]}" for k in ("precision", "accuracy") if r.get(k) is not None)
+    if len(runs) > 1:
+        extra += f"  (median of {len(runs)}: " + ", ".join(f"{x['seconds']:.1f}s" for x in runs) + ")"
+    print(f"{name:20s} {r['seconds']:8.1f}s  {r['rate']:7.1f} images/s  peak tree RSS {r['peak_rss_mib']:6.0f} MiB{extra}")
+    if r.get("stages"):
+        print(" " * 22 + "stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["stages"].items()))
+    if r.get("store_peak_mib") is not None:
+        ratio = r.get("starved_step_ratio")
+        print(" " * 22 + f"object store peak {r['store_peak_mib']} MiB, spilled {r['spilled_mib']} MiB, "
+              f"shards {r['shards_mib']:.0f} MiB, prepare {r['prepare_rate']:.0f} images/s, "
+              f"starved-step ratio {'n/a' if ratio is None else f'{ratio:.2f}'}")
+
+
+def run_rows(names: list[str], images: Path, model: str, timeout: float, repeat: int, hang: float) -> dict:
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for round_ in range(repeat):
+        for name in names:
+            if round_ and not name.startswith("e2e-"):
+                continue
+            runs[name].append(measure(name, images, model, hang if name.endswith("as-written") else timeout))
+    results = {}
+    for name in names:
+        results[name] = median_run(runs[name])
+        _print(name, results[name], runs[name])
+    return results
+
+
 def main() -> int:
     count = int(os.environ.get("BENCH_IMAGES", "2000"))
     timeout = float(os.environ.get("BENCH_TIMEOUT", "1800"))
     images = write_images(CACHE / f"images-{count}", count)
     model = save_bench_model(CACHE / "bench-vit", num_labels=len(PHOTOS))
     print(f"{count} images of 500x375 under {images}; model {model}; {os.cpu_count()} CPUs")
-    results = {}
     # The notebook's pools exactly as written, given a short while to show they make progress.
     hang = float(os.environ.get("BENCH_HANG_SECONDS", "120"))
     only = os.environ.get("BENCH_ONLY", "").split(",")
-    names = ["featurize-as-written", "featurize-ours", "featurize-baseline", "infer-ours", "infer-ours-fp32",
-             "infer-baseline", "e2e-ours", "e2e-ours-fp32", "e2e-baseline"]
+    names = ["decode-ceiling", "prepare-ours", "featurize-as-written", "featurize-baseline", "infer-ours",
+             "infer-ours-fp32", "infer-baseline", "e2e-ours", "e2e-ours-fp32", "e2e-baseline"]
     # End-to-end runs vary by +-15% from run to run on a shared 2-core machine: BENCH_REPEAT
     # runs each of them that many times (alternating) and reports the median.
     repeat = max(1, int(os.environ.get("BENCH_REPEAT", "1")))
-    wanted = [n for n in names if only == [""] or n in only]
-    runs: dict[str, list[dict]] = {n: [] for n in wanted}
-    for round_ in range(repeat):
-        for name in wanted:
-            if round_ and not name.startswith("e2e-"):
-                continue
-            runs[name].append(measure(name, images, model, hang if name.endswith("as-written") else timeout))
-    for name in wanted:
-        r = results[name] = median_run(runs[name])
-        if "error" in r:
-            print(f"{name:20s} FAILED: {r['error']} (peak {r['peak_rss_mib']:.0f} MiB)")
-            continue
-        extra = "".join(f"  {k} {r[k]}" for k in ("precision", "accuracy") if r.get(k) is not None)
-        if len(runs[name]) > 1:
-            times = ", ".join(f"{x['seconds']:.1f}s" for x in runs[name])
-            extra += f"  (median of {len(runs[name])}: {times})"
-        print(f"{name:20s} {r['seconds']:8.1f}s  {r['rate']:7.1f} images/s  peak tree RSS {r['peak_rss_mib']:6.0f} MiB{extra}")
-        if r.get("stages"):
-            print(" " * 22 + "stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["stages"].items()))
+    results = run_rows([n for n in names if only == [""] or n in only], images, model, timeout, repeat, hang)
 
-    def ratio(kind: str, field: str, inverse: bool = False, ours: str = "ours"):
-        a, b = results.get(f"{kind}-{ours}", {"error": 1}), results.get(f"{kind}-baseline", {"error": 1})
-        if "error" in a or "error" in b:
+    def ratio(a: str, b: str, field: str, inverse: bool = False):
+        x, y = results.get(a, {"error": 1}), results.get(b, {"error": 1})
+        if "error" in x or "error" in y:
             return None
-        return b[field] / a[field] if inverse else a[field] / b[field]
+        return y[field] / x[field] if inverse else x[field] / y[field]
 
-    print("\nratios (ours vs notebook baseline, same run):")
+    print("\nratios (same run):")
     for label, value in [
-        ("featurize images/s", ratio("featurize", "rate")),
-        ("inference images/s", ratio("infer", "rate")),
-        ("inference images/s fp32", ratio("infer", "rate", ours="ours-fp32")),
-        ("end-to-end speed-up", ratio("e2e", "seconds", inverse=True)),
-        ("end-to-end speed-up fp32", ratio("e2e", "seconds", inverse=True, ours="ours-fp32")),
-        ("end-to-end peak memory", ratio("e2e", "peak_rss_mib")),
+        ("data path vs ceiling", ratio("prepare-ours", "decode-ceiling", "rate")),
+        ("data path vs notebook", ratio("prepare-ours", "featurize-baseline", "rate")),
+        ("inference images/s", ratio("infer-ours", "infer-baseline", "rate")),
+        ("inference images/s fp32", ratio("infer-ours-fp32", "infer-baseline", "rate")),
+        ("end-to-end speed-up", ratio("e2e-ours", "e2e-baseline", "seconds", inverse=True)),
+        ("end-to-end speed-up fp32", ratio("e2e-ours-fp32", "e2e-baseline", "seconds", inverse=True)),
+        ("end-to-end peak memory", ratio("e2e-ours", "e2e-baseline", "peak_rss_mib")),
     ]:
         print(f"  {label:24s} {'n/a' if value is None else f'{value:.2f}x'}")
+
+    # Scale rows: the same streaming run at two sizes, Ray's object store capped so that the
+    # smaller size already exceeds it as float32 tensors (BENCH_STORE_MIB, default 1536).
+    scale = [int(x) for x in os.environ.get("BENCH_SCALE", "").split(",") if x]
+    if scale:
+        os.environ.setdefault("RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES",
+                              str(int(os.environ.get("BENCH_STORE_MIB", "1536")) * 2**20))
+        print(f"\nscale rows (object store capped at {int(os.environ['RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES']) // 2**20} MiB):")
+        for n in scale:
+            at = write_images(CACHE / f"images-{n}", n)
+            print(f"-- {n} images")
+            results.update({f"{k}@{n}": v for k, v in run_rows(["decode-ceiling", "scale-ours"], at, model, timeout, 1, hang).items()})
+            c, o = results[f"decode-ceiling@{n}"], results[f"scale-ours@{n}"]
+            if "error" not in c and "error" not in o:
+                print(f"   data path {o['prepare_rate']:.0f} images/s = {o['prepare_rate'] / c['rate']:.2f} of the ceiling")
+        if len(scale) >= 2:
+            a, b = results[f"scale-ours@{scale[0]}"], results[f"scale-ours@{scale[-1]}"]
+            if "error" not in a and "error" not in b:
+                print(f"   peak tree memory {scale[-1]} vs {scale[0]}: {b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x")
     (CACHE / "last.json").write_text(json.dumps(results, indent=2))
     return 0
 

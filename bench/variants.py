@@ -4,6 +4,7 @@ Prints one JSON line with the measured seconds and item count."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,11 +32,72 @@ def _config(images: str, model: str, out: str, run_id: str, precision: str = "au
     )
 
 
+def decode_ceiling(items: list[tuple[str, str]], geometry) -> int:
+    """This machine's own limit for the data path: decode + the processor's resize, one
+    process per core, no Ray, files read from local disk."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from vitpipeline.config import ValidationSpec
+    from vitpipeline.prepare import prepare_batch
+
+    chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return sum(pool.map(_decode_chunk, chunks, [geometry] * len(chunks), [ValidationSpec()] * len(chunks)))
+
+
+def _decode_chunk(chunk, geometry, validation) -> int:
+    import numpy as np
+
+    from vitpipeline.prepare import prepare_batch
+
+    batch = {"bytes": np.array([open(f, "rb").read() for f, _ in chunk], dtype=object),
+             "path": np.array([f for f, _ in chunk], dtype=object), "label": np.array([l for _, l in chunk], dtype=object)}
+    return int((prepare_batch(batch, validation, geometry)["reason"] == "ok").sum())
+
+
+class StoreSampler:
+    """Peak object-store bytes and bytes spilled, read from Ray's own memory summary."""
+
+    def __init__(self, every_s: float = 1.0):
+        import threading
+
+        self.peak, self.spilled, self._stop = 0, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+
+    def _sample(self):
+        import re
+
+        from ray._private.internal_api import memory_summary
+
+        text = memory_summary(stats_only=True)
+        used = re.search(r"Plasma memory usage (\d+) MiB", text)
+        spilled = re.search(r"Spilled (\d+) MiB", text)
+        self.peak = max(self.peak, int(used.group(1)) if used else 0)
+        self.spilled = max(self.spilled, int(spilled.group(1)) if spilled else 0)
+
+    def _run(self, every_s):
+        while not self._stop.wait(every_s):
+            try:
+                self._sample()
+            except Exception:  # noqa: BLE001 - a missed sample is not a result
+                pass
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
 def main(name: str, images: str, model: str, out: str) -> dict:
     import ray
 
     from vitpipeline import resources, runner
     from vitpipeline.ingest import read_images
+    from vitpipeline.prepare import prepared, usable_rows
     from vitpipeline.storage import Store
 
     from . import notebook_baseline as nb
@@ -45,26 +107,49 @@ def main(name: str, images: str, model: str, out: str) -> dict:
     precision = "fp32" if name.endswith("-fp32") else "auto"
     name = name.removesuffix("-fp32")
     cfg = _config(images, model, out, name, precision)
-    if name == "e2e-ours":
+    geometry = runner.model_geometry(cfg)
+    if name == "decode-ceiling":
         start = time.perf_counter()
-        summary = runner.run(cfg, echo=lambda *_: None)
+        n = decode_ceiling(items, geometry)
+        return {"seconds": time.perf_counter() - start, "items": n}
+    if name in ("e2e-ours", "scale-ours"):
+        if name == "scale-ours":
+            # A fixed number of steps at any size: the row measures the data path's memory and
+            # throughput, not how long a bigger dataset takes to learn.
+            cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={
+                "epochs": float(os.environ.get("BENCH_SCALE_EPOCHS", "0.25")), "feed": "stream"})})
+        start = time.perf_counter()
+        runner.init_ray()
+        with StoreSampler() as store_stats:
+            summary = runner.run(cfg, echo=lambda *_: None)
         stages = {k: v for k, v in summary["timingsSeconds"].items() if k != "total"}
+        workers = summary["training"].get("workers", [])
+        step = sum(w["step_seconds"] for w in workers)
+        wait = sum(w["data_wait_seconds"] for w in workers)
         return {"seconds": time.perf_counter() - start, "items": summary["counts"]["read"],
                 "accuracy": summary["metrics"].get("predictionAccuracy"),
-                "precision": summary["training"].get("precision"), "stages": stages}
+                "precision": summary["training"].get("precision"), "stages": stages,
+                "prepare_rate": summary["counts"]["read"] / max(1e-9, stages["prepare"]),
+                "starved_step_ratio": (step + wait) / step if step else None,
+                "store_peak_mib": store_stats.peak, "spilled_mib": store_stats.spilled,
+                "shards_mib": summary["prepared"]["bytes"] / 2**20}
 
     runner.init_ray()
     plan = resources.plan_resources(ray.cluster_resources(), cfg)
     store = Store(cfg.storage)
     start = time.perf_counter()
-    if name == "featurize-ours":
-        n = runner._featurize(read_images(store, items), cfg, plan.featurize, model).materialize().count()
+    if name == "prepare-ours":
+        # Decode -> model-ready uint8, streamed (nothing materialized), every row consumed.
+        n = sum(len(b["reason"]) for b in prepared(read_images(store, items), cfg.validation, geometry,
+                                                    resources.READ_CPUS).iter_batches(batch_size=None))
     elif name == "featurize-as-written":
         n = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}, as_written=True).materialize().count()
     elif name == "featurize-baseline":
         n = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}).materialize().count()
     elif name == "infer-ours":
-        n = runner.predict_images(read_images(store, items), cfg, plan, model).materialize().count()
+        rows = prepared(read_images(store, items), cfg.validation, geometry, resources.READ_CPUS)
+        rows = rows.map_batches(usable_rows, batch_format="numpy", num_cpus=resources.READ_CPUS)
+        n = runner.predict(rows, cfg, plan.infer, model, geometry, with_truth=True).materialize().count()
     elif name == "infer-baseline":
         n = nb.infer(images, model).materialize().count()
     elif name == "e2e-baseline":

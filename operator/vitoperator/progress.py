@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 # (start, end) percent of the whole run per stage; training dominates a real run.
-SPANS = {"starting": (0, 0), "ingest": (0, 5), "featurize": (5, 25), "split": (25, 27),
+SPANS = {"starting": (0, 0), "ingest": (0, 5), "prepare": (5, 25), "split": (25, 27),
          "train": (27, 85), "infer": (85, 97), "commit": (97, 99), "done": (100, 100)}
 STALE_AFTER_SECONDS = 300.0
 

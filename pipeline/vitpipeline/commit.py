@@ -30,6 +30,7 @@ def build_summary(
     checkpoint_uri: str,
     timings: dict,
     sync: dict,
+    prepared: dict | None = None,
 ) -> dict:
     metrics = {k.removeprefix("eval_"): v for k, v in train_metrics.items() if k.startswith("eval_")}
     if prediction_accuracy is not None:
@@ -49,6 +50,7 @@ def build_summary(
         "driverLogUri": layout.driver_log,
         "timingsSeconds": {k: round(v, 3) for k, v in timings.items()},
         "training": sync,
+        "prepared": prepared or {},
     }
 
 

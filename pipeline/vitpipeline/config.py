@@ -112,6 +112,14 @@ class TrainingSpec(_Model):
     learning_rate: float = Field(default=5e-5, gt=0.0, le=1.0)
     weight_decay: float = Field(default=0.0, ge=0.0, le=1.0)
     max_failures: int = Field(default=2, ge=0, le=100)
+    # The standard ViT fine-tuning augmentation on training batches (random resized crop, scale
+    # 0.08-1, and horizontal flip), drawn anew every epoch; evaluation and inference always see
+    # the processor's deterministic resize and crop.
+    augment: bool = True
+    # How the prepared uint8 images reach the workers: `stream` reads the run's shard set again
+    # every epoch; `auto` keeps them in Ray's object store instead when they take at most a
+    # quarter of it (small runs skip the per-epoch reads), and streams otherwise.
+    feed: Literal["auto", "stream"] = "auto"
     # auto: bf16 mixed precision where the hardware has it natively (precision.py), else fp32
     # (fp16 on GPUs without bf16).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

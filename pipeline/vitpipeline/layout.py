@@ -45,6 +45,12 @@ class AttemptLayout:
     def driver_log(self) -> str:
         return join(self.root, "driver.log")
 
+    @property
+    def prepared(self) -> str:
+        """The shard set this attempt prepares: every listed image once, uint8 at the
+        model's size (or zeros with its reason when quarantined)."""
+        return join(self.root, "prepared")
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -81,6 +87,12 @@ class RunLayout:
         """The latest attempt's driver output (Ray workers' lines included), kept after teardown;
         each attempt's own copy is under its prefix."""
         return join(self.root, "driver.log")
+
+    @property
+    def prepared_manifest(self) -> str:
+        """Names a complete prepared shard set and what it was prepared from; written after the
+        set, so a later attempt with the same inputs reuses it instead of decoding again."""
+        return join(self.root, "prepared.json")
 
     @property
     def training_record(self) -> str:

@@ -2,7 +2,7 @@
 holding a saved model (config.json, weights, preprocessor_config.json).
 
 An `s3://` model is copied once per machine into a local cache directory and loaded from
-there, so every process that needs it (driver, featurize actors, training workers, inference
+there, so every process that needs it (driver, training workers, inference
 actors) gets the same files, on clusters with no route to the Hub.
 """
 

@@ -32,10 +32,12 @@ class Pool:
 
 @dataclass(frozen=True)
 class ResourcePlan:
-    featurize: Pool  # featurizing the training data (nothing else runs then)
     train_workers: int
-    infer: Pool
-    infer_featurize: Pool  # CPU featurizers feeding GPU predictors, beside them
+    # What each training worker asks Ray for: its cpusPerWorker, less what the data feed needs
+    # beside it (READ_CPUS) when the workers would otherwise hold every CPU. Torch still runs
+    # cpusPerWorker threads; this is Ray's bookkeeping, so the feed is never unschedulable.
+    train_worker_cpus: float
+    infer: Pool  # the predictor actors; decoding runs beside them in READ_CPUS-sized tasks
 
 
 def _cpu_pool(cpus: float, wanted: int | None) -> Pool:
@@ -79,14 +81,15 @@ def plan_resources(cluster: dict, config: PipelineConfig) -> ResourcePlan:
                 f"the Ray cluster has {gpus:g}"
             )
         infer = Pool(actors=actors, cpus=min(1.0, (cpus - READ_CPUS - MIN_ACTOR_CPUS) / actors), gpus=1)
-        infer_featurize = _cpu_pool(cpus - infer.actors * infer.cpus, None)
     else:
         infer = _cpu_pool(cpus, inf.num_actors)
-        infer_featurize = infer
-
-    return ResourcePlan(
-        featurize=_cpu_pool(cpus, None), train_workers=t.num_workers, infer=infer, infer_featurize=infer_featurize
-    )
+    worker_cpus = min(t.cpus_per_worker, (cpus - READ_CPUS) / t.num_workers)
+    if worker_cpus < MIN_ACTOR_CPUS / 2:
+        raise ResourceError(
+            f"training.numWorkers={t.num_workers} leaves {worker_cpus:g} CPUs per worker beside "
+            f"{READ_CPUS:g} for the data feed; the Ray cluster has {cpus:g}"
+        )
+    return ResourcePlan(train_workers=t.num_workers, train_worker_cpus=worker_cpus, infer=infer)
 
 
 def wait_for_plan(config: PipelineConfig, timeout_s: float, poll_s: float = 5.0) -> ResourcePlan:

@@ -1,4 +1,10 @@
-"""The whole run, stage by stage: ingest → validate+featurize → split → train → infer → commit."""
+"""The whole run, one stage function per step: ingest → prepare → split → train → predict → commit.
+
+Every stage streams. `prepare` decodes each listed image once into uint8 shards at the
+model's size under the attempt's prefix; training and prediction read those shards back in
+blocks, and floats exist only for the batch on a worker. Each stage returns a small typed
+result; the driver holds file lists and counts, never pixels.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,24 @@ import json
 import os
 import random
 import time
-from collections import Counter
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-import numpy as np
 import ray.data
 
 from . import commit, ingest, resources
 from .config import PipelineConfig
+from .counts import Tally, tally
 from .errors import InputError, PipelineError
-from .featurize import Featurizer
-from .infer import ImagePredictor, Predictor
+from .infer import Predictor
 from .labels import limit_per_class
 from .layout import AttemptLayout, RunLayout, attempt_id, is_s3
+from .pixels import Geometry, geometry_of, load_processor
+from .prepare import META_COLUMNS, Manifest, inputs_digest, prepared, read_shard, reusable, split_rows, usable_rows
 from .progress import Progress
+from .resources import READ_CPUS
 from .split import stratified_split
 from .storage import Store
-from .validate import OK
-
-FEATURIZE_BATCH = 64
 
 
 def model_available(name: str, store: Store) -> bool:
@@ -68,26 +73,147 @@ def _timed(timings: dict, key: str):
     timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
 
-def _featurize(ds, config: PipelineConfig, pool: resources.Pool, model_name: str):
-    return ds.map_batches(
-        Featurizer,
-        fn_constructor_kwargs={"model_name": model_name, "validation": config.validation, "threads": pool.threads,
-                               "storage": config.storage},
-        batch_size=FEATURIZE_BATCH,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=pool.actors),
-        num_cpus=pool.cpus,
+def new_attempt_id() -> str:
+    import datetime as dt
+
+    return attempt_id(dt.datetime.now(dt.timezone.utc), os.urandom(4).hex())
+
+
+def model_geometry(config: PipelineConfig) -> Geometry:
+    from .models import local_model
+
+    return geometry_of(load_processor(local_model(config.model.name, config.storage)))
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listing:
+    items: list[tuple[str, str]]  # (uri, label), in a seeded shuffled order
+    unlabeled: int
+
+
+def list_inputs(store: Store, config: PipelineConfig) -> Listing:
+    labeled, unlabeled = ingest.labeled_images(store, config.data)
+    labeled = limit_per_class(labeled, config.data.per_class_limit, config.split.seed)
+    if not labeled:
+        raise InputError("data: no labeled images found (check data.sources and data.labelsCsv)")
+    # Listings come sorted, i.e. class by class; a seeded shuffle of the read order keeps
+    # every block (and so every training batch) a mix of classes.
+    items = [(x.uri, x.label) for x in labeled]
+    random.Random(config.split.seed).shuffle(items)
+    return Listing(items=items, unlabeled=len(unlabeled))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    uri: str  # the shard set
+    tally: Tally
+    bytes: int
+    reused: bool  # an earlier attempt's complete set, proven by its manifest
+
+
+def prepare_images(store: Store, config: PipelineConfig, layout: RunLayout, attempt: AttemptLayout,
+                   listing: Listing, geometry: Geometry) -> Prepared:
+    digest = inputs_digest(listing.items, config.validation, geometry)
+    manifest = Manifest.from_json(store.read_bytes(layout.prepared_manifest)) if store.exists(layout.prepared_manifest) else None
+    reused = reusable(manifest, digest)
+    if not reused:
+        raw = ingest.read_images(store, listing.items)
+        fs, path = store.resolve(attempt.prepared)
+        prepared(raw, config.validation, geometry, READ_CPUS).write_parquet(path, filesystem=fs)
+        manifest = Manifest(uri=attempt.prepared, digest=digest, rows=0, bytes=store.total_bytes(attempt.prepared))
+    fs, path = store.resolve(manifest.uri)
+    meta = ray.data.read_parquet(path, filesystem=fs).select_columns(META_COLUMNS).to_pandas()
+    t = tally(meta["path"], meta["label"], meta["reason"], meta["mode"],
+              listed=len(listing.items) + listing.unlabeled, unlabeled=listing.unlabeled)
+    if not reused:
+        manifest = Manifest(uri=manifest.uri, digest=digest, rows=len(meta), bytes=manifest.bytes)
+        store.write_bytes(layout.prepared_manifest, manifest.to_json())
+    return Prepared(uri=manifest.uri, tally=t, bytes=manifest.bytes, reused=reused)
+
+
+@dataclass(frozen=True)
+class Split:
+    class_names: list[str]
+    train: set[str]
+    valid: set[str]
+
+    @property
+    def class_index(self) -> dict[str, int]:
+        return {c: i for i, c in enumerate(self.class_names)}
+
+
+def split_images(usable: list[tuple[str, str]], config: PipelineConfig) -> Split:
+    class_names = sorted({label for _, label in usable})  # classes that kept an image
+    train, valid = stratified_split(usable, config.split.validation_fraction, config.split.seed)
+    if not valid or not train:
+        raise InputError(f"data: {len(usable)} usable image(s) are too few to split into training and validation")
+    return Split(class_names=class_names, train=train, valid=valid)
+
+
+def shard_rows(store: Store, config: PipelineConfig, prep: Prepared, split: Split, keep: set[str], with_meta: bool):
+    """One side of the split, streamed from the shard set (lazy; read again on every pass).
+
+    The shard files are listed here and read by plain tasks of READ_CPUS each: while training
+    workers hold the other CPUs, this is all the feed may ask for (a file-listing task of a
+    whole CPU would wait for ever)."""
+    files = [f for f in store.list_files(prep.uri) if f.endswith(".parquet")]
+    columns = ["path", "label", "reason", "image"]
+    return ray.data.from_items([{"file": f} for f in files]).map_batches(
+        read_shard, fn_kwargs={"columns": columns, "storage": config.storage}, batch_size=1,
+        batch_format="numpy", num_cpus=READ_CPUS,
+    ).map_batches(split_rows(split.class_index, keep, with_meta), batch_format="numpy", num_cpus=READ_CPUS)
+
+
+CACHE_FRACTION = 0.25  # of the object store, at most, for the prepared images of a `feed: auto` run
+
+
+def cache_in_object_store(feed: str, images: int, geometry: Geometry, store_bytes: float) -> bool:
+    """`feed: auto` keeps uint8 images in the object store only when they fit well within it."""
+    return feed == "auto" and images * geometry.height * geometry.width * 3 <= CACHE_FRACTION * store_bytes
+
+
+def train_model(store: Store, config: PipelineConfig, layout: RunLayout, prep: Prepared, split: Split,
+                geometry: Geometry, resources_plan: resources.ResourcePlan):
+    from .train import fit, make_plan
+
+    plan = make_plan(config, split.class_names, len(split.train), resources_plan.train_workers, layout.training_record,
+                     layout.progress, geometry=geometry, fail_marker=layout.root + "/.fault-fired",
+                     worker_cpus=resources_plan.train_worker_cpus)
+    fs, storage_path = store.resolve(layout.checkpoints)
+    train = shard_rows(store, config, prep, split, split.train, with_meta=False)
+    valid = shard_rows(store, config, prep, split, split.valid, with_meta=False)
+    import ray
+
+    cached = cache_in_object_store(config.training.feed, len(split.train) + len(split.valid), geometry,
+                                   ray.cluster_resources().get("object_store_memory", 0))
+    if cached:
+        train, valid = train.materialize(), valid.materialize()
+    result = fit(
+        plan,
+        train,
+        valid,
+        storage_path=storage_path,
+        storage_fs=fs,
+        run_name="train",
+        max_failures=config.training.max_failures,
     )
+    return result, ("object store" if cached else "streamed")
 
 
-def _predict(ds, config: PipelineConfig, pool: resources.Pool, checkpoint):
-    return ds.map_batches(
+def predict(rows, config: PipelineConfig, pool: resources.Pool, model, geometry: Geometry, with_truth: bool):
+    """Predictions for rows of uint8 `image`s: the one prediction path (CPU or GPU actors)."""
+    return rows.map_batches(
         Predictor,
         fn_constructor_kwargs={
-            "model_dir_or_checkpoint": checkpoint,
+            "model_dir_or_checkpoint": model,
+            "geometry": geometry,
             "use_gpu": config.inference.use_gpu,
             "precision": config.inference.precision,
             "threads": pool.threads,
+            "with_truth": with_truth,
         },
         batch_size=config.inference.batch_size,
         batch_format="numpy",
@@ -97,46 +223,27 @@ def _predict(ds, config: PipelineConfig, pool: resources.Pool, checkpoint):
     )
 
 
-def predict_images(raw, config: PipelineConfig, plan: resources.ResourcePlan, model):
-    """Predictions for raw image bytes: one fused CPU pool, or CPU featurizers feeding GPU
-    predictors when inference runs on GPUs."""
-    if config.inference.use_gpu:
-        ok = _featurize(raw, config, plan.infer_featurize, config.model.name).filter(lambda row: row["reason"] == OK)
-        return _predict(ok, config, plan.infer, model)
-    return raw.map_batches(
-        ImagePredictor,
-        fn_constructor_kwargs={
-            "model_dir_or_checkpoint": model,
-            "processor_name": config.model.name,
-            "validation": config.validation,
-            "threads": plan.infer.threads,
-            "storage": config.storage,
-            "precision": config.inference.precision,
-        },
-        batch_size=config.inference.batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=plan.infer.actors),
-        num_cpus=plan.infer.cpus,
-    )
+def images_to_predict(store: Store, config: PipelineConfig, prep: Prepared, split: Split, geometry: Geometry):
+    """(rows, with_truth, total): the held-out split from the shards, or `inference.sources`
+    read, decoded and resized on the way to the predictors."""
+    if config.inference.sources is None:
+        return shard_rows(store, config, prep, split, split.valid, with_meta=True), True, len(split.valid)
+    images = ingest.list_images(store, config.inference.sources, "inference.sources")
+    items = [(i.uri, i.source_label) for i in images]
+    rows = prepared(ingest.read_images(store, items), config.validation, geometry, READ_CPUS)
+    rows = rows.map_batches(usable_rows, batch_format="numpy", num_cpus=READ_CPUS)
+    return rows, all(label is not None for _, label in items), len(items)
 
 
-def _with_split_labels(class_index: dict[str, int], keep: set[str]):
-    def fn(batch: dict) -> dict:
-        mask = np.array([p in keep for p in batch["path"]], dtype=bool)
-        return {
-            "pixel_values": batch["pixel_values"][mask],
-            "labels": np.array([class_index[x] for x in batch["label"][mask]], dtype=np.int64),
-            "path": batch["path"][mask],
-            "label": batch["label"][mask],
-        }
-
-    return fn
+def write_predictions(predictions, store: Store, attempt: AttemptLayout):
+    """Written once; counted from memory (a few small columns per image), not read back."""
+    predictions = predictions.materialize()
+    fs, path = store.resolve(attempt.predictions)
+    predictions.write_parquet(path, filesystem=fs)
+    return predictions.to_pandas()
 
 
-def new_attempt_id() -> str:
-    import datetime as dt
-
-    return attempt_id(dt.datetime.now(dt.timezone.utc), os.urandom(4).hex())
+# --- the run ------------------------------------------------------------------------------
 
 
 def run(config: PipelineConfig, echo=print, attempt: str | None = None) -> dict:
@@ -166,78 +273,38 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
             f"model.name: {config.model.name!r} is neither a local model directory, an s3:// "
             "prefix holding a saved model (config.json), nor a Hugging Face Hub model that can be reached"
         )
+    from .train import fail_at_step_from_env
+
+    fail_at_step_from_env()  # a bad fault-injection setting is refused before any work
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
     progress.stage("ingest")
     with _timed(timings, "ingest"):
-        labeled, unlabeled = ingest.labeled_images(store, config.data)
-        labeled = limit_per_class(labeled, config.data.per_class_limit, config.split.seed)
-        if not labeled:
-            raise InputError("data: no labeled images found (check data.sources and data.labelsCsv)")
+        listing = list_inputs(store, config)
+        geometry = model_geometry(config)
 
     init_ray()
-    wait_s = float(os.environ.get("VITPIPELINE_RESOURCE_WAIT_SECONDS", "0"))
-    plan = resources.wait_for_plan(config, wait_s)
+    plan = resources.wait_for_plan(config, float(os.environ.get("VITPIPELINE_RESOURCE_WAIT_SECONDS", "0")))
 
-    progress.stage("featurize", total=len(labeled))
-    with _timed(timings, "featurize"):
-        # Listings come sorted, i.e. class by class; a seeded shuffle of the read order keeps
-        # every block (and so every training batch) a mix of classes.
-        order = [(x.uri, x.label) for x in labeled]
-        random.Random(config.split.seed).shuffle(order)
-        raw = ingest.read_images(store, order)
-        featurized = _featurize(raw, config, plan.featurize, config.model.name).materialize()
-        meta = featurized.select_columns(["path", "label", "reason", "mode"]).to_pandas()
-
-    usable = meta[meta["reason"] == OK]
-    bad = meta[meta["reason"] != OK]
-    quarantined = [{"path": p, "reason": r} for p, r in zip(bad["path"], bad["reason"])]
-    converted = Counter(m for m in usable["mode"] if m != "RGB")
-    counts = {
-        "listed": len(labeled) + len(unlabeled),
-        "unlabeled": len(unlabeled),
-        "read": len(meta),
-        "usable": len(usable),
-        "quarantined": len(bad),
-        "converted": dict(sorted(converted.items())),
-    }
-    echo(f"[vitpipeline] {len(usable)} usable images, {len(bad)} quarantined, {sum(converted.values())} converted to RGB")
-    if usable.empty:
-        reasons = "; ".join(f"{q['path']}: {q['reason']}" for q in quarantined[:3])
-        raise InputError(f"data: no usable images among {len(meta)} files ({reasons})")
+    progress.stage("prepare", total=len(listing.items))
+    with _timed(timings, "prepare"):
+        prep = prepare_images(store, config, layout, attempt, listing, geometry)
+    counts = dict(prep.tally.counts)
+    reused = " (reused from an earlier attempt)" if prep.reused else ""
+    echo(f"[vitpipeline] {counts['usable']} usable images, {counts['quarantined']} quarantined, "
+         f"{sum(counts['converted'].values())} converted to RGB; {prep.bytes / 2**20:.1f} MiB of shards{reused}")
+    if not prep.tally.usable:
+        reasons = "; ".join(f"{q['path']}: {q['reason']}" for q in prep.tally.quarantined[:3])
+        raise InputError(f"data: no usable images among {counts['read']} files ({reasons})")
 
     progress.stage("split")
-    class_names = sorted(set(usable["label"]))  # classes that kept at least one image
-    class_index = {c: i for i, c in enumerate(class_names)}
-    train_paths, valid_paths = stratified_split(
-        list(zip(usable["path"], usable["label"])), config.split.validation_fraction, config.split.seed
-    )
-    if not valid_paths or not train_paths:
-        raise InputError(f"data: {len(usable)} usable image(s) are too few to split into training and validation")
-    counts.update(train=len(train_paths), validation=len(valid_paths), classes=len(class_names))
-    # Materialized so that training needs no CPU for data tasks while its workers hold
-    # every CPU (otherwise the workers wait on data that can never be produced).
-    train_ds = featurized.map_batches(_with_split_labels(class_index, train_paths), batch_format="numpy").materialize()
-    valid_ds = featurized.map_batches(_with_split_labels(class_index, valid_paths), batch_format="numpy").materialize()
+    split = split_images(prep.tally.usable, config)
+    counts.update(train=len(split.train), validation=len(split.valid), classes=len(split.class_names))
 
     progress.stage("train", total=None)
-    from .train import fit, make_plan
-
     with _timed(timings, "train"):
-        tplan = make_plan(
-            config, class_names, len(train_paths), plan.train_workers, layout.training_record, layout.progress
-        )
-        fs, storage_path = store.resolve(layout.checkpoints)
-        result = fit(
-            tplan,
-            train_ds,
-            valid_ds,
-            storage_path=storage_path,
-            storage_fs=fs,
-            run_name="train",
-            max_failures=config.training.max_failures,
-        )
+        result, feed = train_model(store, config, layout, prep, split, geometry, plan)
     # Keep where training ended (written by rank 0) in the run's progress record.
     if store.exists(layout.progress):
         last = json.loads(store.read_bytes(layout.progress))
@@ -245,21 +312,11 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
             progress.record["training"] = {k: last[k] for k in ("done", "total", "epoch", "metrics") if k in last}
     checkpoint_uri = ("s3://" if layout.root.startswith("s3://") else "") + result.checkpoint.path
 
-    progress.stage("infer", total=len(valid_paths) if config.inference.sources is None else None)
     with _timed(timings, "infer"):
-        if config.inference.sources is None:
-            # The held-out split is featurized already.
-            predictions = _predict(valid_ds, config, plan.infer, result.checkpoint)
-        else:
-            images = ingest.list_images(store, config.inference.sources, "inference.sources")
-            raw = ingest.read_images(store, [(i.uri, i.source_label) for i in images])
-            predictions = predict_images(raw, config, plan, result.checkpoint)
-        # Predictions are a few small columns: kept in the object store, they are written once
-        # and counted from memory, with no second read of what was just written.
-        predictions = predictions.materialize()
-        fs, pred_path = store.resolve(attempt.predictions)
-        predictions.write_parquet(pred_path, filesystem=fs)
-        predicted = predictions.to_pandas()
+        rows, with_truth, total = images_to_predict(store, config, prep, split, geometry)
+        progress.stage("infer", total=total)
+        predicted = write_predictions(predict(rows, config, plan.infer, result.checkpoint, geometry, with_truth),
+                                      store, attempt)
 
     progress.stage("commit")
     pred_accuracy = None
@@ -272,13 +329,15 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
         layout=layout,
         attempt=attempt,
         counts=counts,
-        quarantined=quarantined,
-        class_names=class_names,
+        quarantined=prep.tally.quarantined,
+        class_names=split.class_names,
         train_metrics=result.metrics,
         prediction_accuracy=pred_accuracy,
         checkpoint_uri=checkpoint_uri,
         timings=timings,
         sync=json.loads(store.read_bytes(layout.training_record)),
+        prepared={"uri": prep.uri, "bytes": prep.bytes, "rows": counts["read"], "reused": prep.reused,
+                  "feed": feed, "geometry": geometry.to_dict()},
     )
     committed = commit.write_summary(store, layout, summary)
     if committed is not summary:

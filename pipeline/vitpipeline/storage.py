@@ -74,6 +74,12 @@ class Store:
                 out.append(prefix + entry.path)
         return sorted(out)
 
+    def total_bytes(self, uri: str) -> int:
+        """The summed size of every file under `uri`."""
+        fs, path = self.resolve(uri)
+        infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
+        return sum(i.size or 0 for i in infos if i.type == pafs.FileType.File)
+
     def exists(self, uri: str) -> bool:
         fs, path = self.resolve(uri)
         return fs.get_file_info(path).type != pafs.FileType.NotFound

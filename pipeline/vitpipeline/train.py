@@ -1,6 +1,6 @@
 """Fine-tune ViTForImageClassification with the Hugging Face Trainer under Ray Train.
 
-Each worker runs the HF Trainer over its shard of the featurized datasets; the Trainer wraps
+Each worker runs the HF Trainer over its streaming shard of the prepared uint8 images; the Trainer wraps
 the model in DistributedDataParallel over the process group Ray Train set up, so gradients
 are averaged across workers every step (checked by `weights_digest` in the report).
 """
@@ -13,7 +13,24 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 
+import numpy as np
+
 from .config import PipelineConfig, StorageSpec
+from .errors import InputError
+from .pixels import Geometry
+
+# Fault injection for the resume tests and the kind scenarios: one worker raises at this
+# global step, once per run. A positive integer; anything else is refused at start.
+FAIL_AT_STEP_ENV = "VITPIPELINE_FAIL_AT_STEP"
+
+
+def fail_at_step_from_env() -> int | None:
+    value = os.environ.get(FAIL_AT_STEP_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InputError(f"{FAIL_AT_STEP_ENV}: {value!r} is not a positive integer step")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -34,9 +51,12 @@ class TrainPlan:
     sync_uri: str = ""  # where rank 0 records the workers' weight digests after training
     progress_uri: str = ""  # where rank 0 reports step, epoch and the latest eval metrics
     storage: StorageSpec = StorageSpec()
-    fail_at_step: int | None = None  # test hook: one worker raises once at this step
-    fail_marker: str = ""  # made when the hook fires, so the restarted workers don't fire again
+    fail_at_step: int | None = None  # fault injection (FAIL_AT_STEP_ENV): one worker raises once at this step
+    fail_marker: str = ""  # created (once, in the run's storage) when the fault fires: every node sees it
     precision: str = "auto"  # resolved on each worker (precision.py)
+    geometry: Geometry | None = None  # the model's pixels: uint8 in, normalized on the worker
+    augment: bool = True  # random resized crop + flip on training batches, new draws each pass
+    threads: int = 1  # torch threads per worker (cpus_per_worker is Ray's logical request)
 
 
 def make_plan(
@@ -46,12 +66,14 @@ def make_plan(
     num_workers: int,
     sync_uri: str,
     progress_uri: str = "",
+    geometry: Geometry | None = None,
+    fail_marker: str = "",
+    worker_cpus: float | None = None,
 ) -> TrainPlan:
     t = config.training
     # Ray splits the shard evenly; each worker sees num_train // num_workers rows per epoch.
     per_worker = max(1, num_train // num_workers)
     steps_per_epoch = max(1, math.ceil(per_worker / t.batch_size))
-    fail = os.environ.get("VITPIPELINE_FAIL_AT_STEP")
     return TrainPlan(
         model=config.model.name,
         class_names=class_names,
@@ -62,16 +84,19 @@ def make_plan(
         learning_rate=t.learning_rate,
         weight_decay=t.weight_decay,
         use_gpu=t.use_gpu,
-        cpus_per_worker=t.cpus_per_worker,
+        cpus_per_worker=t.cpus_per_worker if worker_cpus is None else worker_cpus,
+        threads=max(1, math.ceil(t.cpus_per_worker)),
         precision=t.precision,
         steps_per_epoch=steps_per_epoch,
         max_steps=max(1, math.ceil(steps_per_epoch * t.epochs)),
         sync_uri=sync_uri,
         progress_uri=progress_uri,
         storage=config.storage,
-        fail_at_step=int(fail) if fail else None,
-        # Unique to this driver's run: a marker left by an earlier run must not disarm the hook.
-        fail_marker=os.path.join(tempfile.gettempdir(), f"vitpipeline-failed-once-{uuid.uuid4().hex}"),
+        fail_at_step=fail_at_step_from_env(),
+        # Unique to this attempt: a marker left by an earlier one must not disarm the fault.
+        fail_marker=f"{fail_marker}-{uuid.uuid4().hex}" if fail_marker else "",
+        geometry=geometry,
+        augment=t.augment,
     )
 
 
@@ -83,13 +108,59 @@ def weights_digest(model) -> float:
         return float(sum((p.double() * (i + 1)).sum() for i, p in enumerate(model.parameters())))
 
 
-def model_inputs(batch: dict) -> dict:
-    import torch
+class ModelInputs:
+    """The collate step, on the training worker: uint8 images to the worker's device, then
+    (for training) a fresh random crop and flip per image, then the processor's rescale and
+    mean/std. Only the batch in flight is ever float."""
 
-    return {
-        "pixel_values": torch.as_tensor(batch["pixel_values"]),
-        "labels": torch.as_tensor(batch["labels"]),
-    }
+    def __init__(self, geometry: Geometry, augment: bool, device=None):
+        self._geometry = geometry
+        self._augment = augment
+        self._device = device
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        from .pixels import augment, normalize
+
+        if "image" not in batch:  # already model-ready floats (the bench's notebook baseline feeds these)
+            return {k: torch.as_tensor(batch[k]).to(self._device or "cpu") for k in ("pixel_values", "labels")}
+        images = torch.from_numpy(np.array(batch["image"], copy=not batch["image"].flags.writeable))
+        images = images.to(self._device or "cpu", non_blocking=True)
+        if self._augment:
+            images = augment(images, self._geometry)
+        return {
+            "pixel_values": normalize(images, self._geometry),
+            "labels": torch.as_tensor(batch["labels"]).to(images.device),
+        }
+
+
+class WaitClock:
+    """Seconds the training loop spent blocked on its next batch, against seconds in steps:
+    their ratio says whether the data path starved the model."""
+
+    def __init__(self):
+        self.wait = 0.0
+        self.batches = 0
+
+    def timed(self, iterable):
+        import time
+
+        from ray.data.iterator import _IterableFromIterator  # what prepare_trainer recognises
+
+        def batches():
+            it = iter(iterable)
+            while True:
+                start = time.perf_counter()
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    return
+                self.wait += time.perf_counter() - start
+                self.batches += 1
+                yield batch
+
+        return _IterableFromIterator(batches)
 
 
 def train_loop(plan: TrainPlan) -> None:
@@ -105,11 +176,13 @@ def train_loop(plan: TrainPlan) -> None:
         TrainingArguments,
     )
 
-    from .featurize import load_processor
     from .metrics import load_accuracy
-
     from .models import local_model
+    from .pixels import load_processor
 
+    import torch
+
+    torch.set_num_threads(plan.threads)
     ctx = ray.train.get_context()
     id2label = dict(enumerate(plan.class_names))
     model_dir = local_model(plan.model, plan.storage)
@@ -128,15 +201,25 @@ def train_loop(plan: TrainPlan) -> None:
         logits, labels = eval_pred
         return accuracy.compute(predictions=np.argmax(logits, axis=-1), references=labels)
 
-    # The collate step picks the model's inputs on the worker itself: a column projection
-    # upstream would be one more Ray Data task needing a CPU the workers already hold.
-    train_iter = ray.train.get_dataset_shard("train").iter_torch_batches(
+    # Each epoch streams the shards again: the collate step draws new crops every pass, on
+    # the worker's own device, two batches ahead of the step that needs them.
+    device = None
+    if plan.use_gpu:
+        import ray.train.torch
+
+        device = ray.train.torch.get_device()
+    clock = WaitClock()
+    train_iter = clock.timed(ray.train.get_dataset_shard("train").iter_torch_batches(
         batch_size=plan.batch_size,
         local_shuffle_buffer_size=4 * plan.batch_size,
-        collate_fn=model_inputs,
-    )
+        collate_fn=ModelInputs(plan.geometry, plan.augment, device),
+        prefetch_batches=2,
+    ))
+    # One batch ahead, never more, for evaluation: with several prefetch threads Ray may hand
+    # batches over out of order, the short last batch lands at a different step on each
+    # worker, and the Trainer's all-gather of eval logits then mismatches across workers.
     valid_iter = ray.train.get_dataset_shard("valid").iter_torch_batches(
-        batch_size=plan.batch_size, collate_fn=model_inputs
+        batch_size=plan.batch_size, collate_fn=ModelInputs(plan.geometry, False, device), prefetch_batches=1
     )
 
     from .precision import for_this_process
@@ -173,15 +256,34 @@ def train_loop(plan: TrainPlan) -> None:
     )
 
     class FailOnce(TrainerCallback):
-        """Deterministic fault injection for the resume test: rank 1 (or 0) dies once."""
+        """Deterministic fault injection for the resume tests: rank 1 (or 0) dies once. The
+        marker is created atomically in the run's storage, so a worker restarted on another
+        node does not fire again."""
 
         def on_step_end(self, args, state, control, **kwargs):
-            marker = plan.fail_marker
+            from .storage import Store
+
             rank = min(1, ctx.get_world_size() - 1)
             if state.global_step == plan.fail_at_step and ctx.get_world_rank() == rank:
-                if not os.path.exists(marker):
-                    open(marker, "w").close()
+                if Store(plan.storage).create_once(plan.fail_marker, b"fired"):
                     raise RuntimeError(f"injected failure at step {state.global_step}")
+
+    class StepClock(TrainerCallback):
+        """Seconds inside training steps (forward, backward, optimizer)."""
+
+        def __init__(self):
+            self.seconds, self.steps, self._start = 0.0, 0, 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            import time
+
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            import time
+
+            self.seconds += time.perf_counter() - self._start
+            self.steps += 1
 
     class ReportProgress(TrainerCallback):
         """Rank 0 keeps `progress.json` current: step of max steps, epoch, latest eval."""
@@ -214,9 +316,11 @@ def train_loop(plan: TrainPlan) -> None:
         processing_class=processor,
     )
     trainer.add_callback(RayTrainReportCallback())
+    steps = StepClock()
+    trainer.add_callback(steps)
     if plan.progress_uri and ctx.get_world_rank() == 0:
         trainer.add_callback(ReportProgress())
-    if plan.fail_at_step is not None:
+    if plan.fail_at_step is not None and plan.fail_marker:
         trainer.add_callback(FailOnce())
     trainer = prepare_trainer(trainer)
 
@@ -231,10 +335,19 @@ def train_loop(plan: TrainPlan) -> None:
 
     # Prove synchronisation: gather each worker's parameter digest.
     digest = weights_digest(trainer.model)
-    digests = [digest]
+    mine = {
+        "digest": digest,
+        "node": ray.get_runtime_context().get_node_id(),
+        "ip": ray.util.get_node_ip_address(),
+        "steps": steps.steps,
+        "step_seconds": round(steps.seconds, 3),
+        "data_wait_seconds": round(clock.wait, 3),
+    }
+    workers = [mine]
     if dist.is_available() and dist.is_initialized():
-        digests = [None] * dist.get_world_size()
-        dist.all_gather_object(digests, digest)
+        workers = [None] * dist.get_world_size()
+        dist.all_gather_object(workers, mine)
+    digests = [w["digest"] for w in workers]
     if ctx.get_world_rank() == 0:
         import json
 
@@ -247,6 +360,8 @@ def train_loop(plan: TrainPlan) -> None:
             "precision": precision,
             "final_step": trainer.state.global_step,
             "world_size": ctx.get_world_size(),
+            "workers": workers,
+            "augment": plan.augment,
         }
         Store(plan.storage).write_bytes(plan.sync_uri, json.dumps(record).encode())
 
@@ -270,7 +385,7 @@ class TrainResult:
 
 
 def fit(plan: TrainPlan, train_ds, valid_ds, storage_path: str, storage_fs, run_name: str, max_failures: int) -> TrainResult:
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     trainer = TorchTrainer(
@@ -292,6 +407,12 @@ def fit(plan: TrainPlan, train_ds, valid_ds, storage_path: str, storage_fs, run_
             ),
         ),
         datasets={"train": train_ds, "valid": valid_ds},
+        # Training rows are split across the workers; every worker evaluates the whole
+        # validation set (identical weights give identical predictions, so the gathered
+        # metrics are exact). Splitting both desynchronised the workers' evaluation passes:
+        # on the second pass one worker's split started empty and the eval all_gather saw
+        # batches of different sizes.
+        dataset_config=DataConfig(datasets_to_split=["train"]),
     )
     result = trainer.fit()
     if result.error is not None:

@@ -15,7 +15,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import ValidationSpec
 
 OK = "ok"
-PLACEHOLDER = np.zeros((1, 1, 3), dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -43,40 +42,28 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-def decode(data: bytes, spec: ValidationSpec) -> Decoded:
+def decode(data: bytes, spec: ValidationSpec, view=None, draft: tuple[int, int] | None = None) -> Decoded:
+    """Decode and check one file. `view` maps the RGB PIL image to the array kept (default:
+    the image itself); `draft` lets a large JPEG decode at a reduced scale no smaller than
+    that (width, height), which is what JPEG's DCT gives for free."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             mode = im.mode
             width, height = im.size
             if width * height > spec.max_pixels:
                 return Decoded(None, f"too large: {width}x{height} pixels", mode)
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            width, height = im.size
             if min(width, height) < spec.min_side:
                 return Decoded(None, f"too small: {width}x{height} (validation.minSide {spec.min_side})", mode)
+            if draft is not None and im.format == "JPEG" and mode in ("RGB", "L"):
+                im.draft(mode, (max(draft), max(draft)))
+            im.load()
+            im = ImageOps.exif_transpose(im)  # a quarter turn keeps the shorter side checked above
             if mode != "RGB":
                 if spec.non_rgb == "drop":
                     return Decoded(None, f"non-RGB image ({mode}) dropped: validation.nonRgb is drop", mode)
                 im = _to_rgb(im)
-            return Decoded(np.asarray(im, dtype=np.uint8), OK, mode)
+            return Decoded(view(im) if view else np.asarray(im, dtype=np.uint8), OK, mode)
     except (UnidentifiedImageError, Image.DecompressionBombError) as err:
         return Decoded(None, f"not a decodable image: {type(err).__name__}", "")
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         return Decoded(None, f"corrupt image: {err}", "")
-
-
-def validate_batch(batch: dict, spec: ValidationSpec) -> dict:
-    """Decode a batch of `bytes` rows. Output rows keep their path and label and gain
-    `image` (a 1x1 placeholder when unusable), `reason` and `mode`."""
-    images, reasons, modes = [], [], []
-    for data in batch["bytes"]:
-        d = decode(bytes(data), spec)
-        images.append(d.image if d.ok else PLACEHOLDER)
-        reasons.append(d.reason)
-        modes.append(d.mode)
-    out = {k: v for k, v in batch.items() if k != "bytes"}
-    out["image"] = images
-    out["reason"] = np.array(reasons, dtype=object)
-    out["mode"] = np.array(modes, dtype=object)
-    return out

@@ -37,7 +37,8 @@ def pipeline_manifest(name: str, image: str, **over) -> dict:
     p["data"] = {"sources": [{"uri": f"s3://{BUCKET}/digits/"}]}
     p["model"] = {"name": f"s3://{BUCKET}/models/tiny-vit/"}
     p["split"] = {"validationFraction": 0.2, "seed": 7}
-    p["training"] = {"numWorkers": 1, "cpusPerWorker": 1, "epochs": 15, "batchSize": 32, "learningRate": 2e-3}
+    p["training"] = {"numWorkers": 1, "cpusPerWorker": 1, "epochs": 15, "batchSize": 32, "learningRate": 2e-3,
+                     "augment": False}  # digits: see vitpipeline.demo.demo_config
     p["inference"] = {"batchSize": 128}
     p["output"] = {"uri": f"s3://{BUCKET}/runs/"}
     p["storage"] = {"endpointUrl": S3_IN_CLUSTER, "region": deploy.REGION}

@@ -99,7 +99,7 @@ def test_pipeline_image_runs_the_pipeline_on_s3(images, s3, demo_in_s3, tmp_path
         "data": {"sources": [{"uri": f"s3://{BUCKET_DATA}/digits"}]},
         "model": {"name": "/model"},
         "split": {"validationFraction": 0.2, "seed": 7},
-        "training": {"numWorkers": 1, "epochs": 1, "batchSize": 32, "learningRate": 1.5e-3},
+        "training": {"numWorkers": 1, "epochs": 1, "batchSize": 32, "learningRate": 1.5e-3, "augment": False},
         "inference": {"batchSize": 64},
         "output": {"uri": f"s3://{BUCKET_RUNS}/out"},
     }

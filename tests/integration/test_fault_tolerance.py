@@ -27,7 +27,7 @@ def test_worker_failure_resumes_from_checkpoint(small_digits, s3, tmp_path):
         "data": {"sources": [{"uri": "s3://ft-data/digits"}]},
         "model": {"name": small_digits},
         "training": {"numWorkers": 2, "epochs": 3, "batchSize": 16, "maxFailures": 1},
-        # New images predicted from raw bytes (the fused decode+featurize+predict actors).
+        # New images predicted from raw bytes (decode tasks feeding the predictor actors).
         "inference": {"sources": [{"uri": "s3://ft-data/digits/three", "label": "three"}]},
         "output": {"uri": "s3://ft-data/out"},
     }

@@ -39,7 +39,8 @@ def full_run(digits, s3, tmp_path_factory):
         "data": {"sources": [{"uri": "s3://data/digits"}]},
         "model": {"name": digits["model"]},
         "split": {"validationFraction": 0.2, "seed": 7},
-        "training": {"numWorkers": 2, "epochs": 20, "batchSize": 32, "learningRate": 1.5e-3},
+        # Digits: no photo augmentation (see demo_config); test_streaming.py trains with it.
+        "training": {"numWorkers": 2, "epochs": 20, "batchSize": 32, "learningRate": 1.5e-3, "augment": False},
         "inference": {"batchSize": 128},
         "output": {"uri": "s3://runs/out"},
     }

@@ -7,7 +7,7 @@ NOW = 1_800_000_000.0
 
 
 def test_percent_walks_every_stage_in_order_and_never_goes_back():
-    order = ["starting", "ingest", "featurize", "split", "train", "infer", "commit", "done"]
+    order = ["starting", "ingest", "prepare", "split", "train", "infer", "commit", "done"]
     assert list(SPANS) == order
     seen = []
     for stage in order:
@@ -44,7 +44,7 @@ def test_later_stages_keep_the_last_training_metrics():
     (None, None, "has not written progress.json yet"),
     ({"runId": "r"}, None, "has not written progress.json yet"),
     (None, "reading s3://b/p.json: AccessDenied", "could not be read: reading s3://b/p.json: AccessDenied"),
-    ({"stage": "featurize", "done": 1, "total": 9, "updatedAt": NOW - 301}, None, "not updated for 301s"),
+    ({"stage": "prepare", "done": 1, "total": 9, "updatedAt": NOW - 301}, None, "not updated for 301s"),
 ])
 def test_missing_unreadable_or_stale_progress_says_so(rec, unreadable, words):
     p = progress_status(rec, NOW, unreadable=unreadable)["progress"]

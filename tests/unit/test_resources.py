@@ -20,23 +20,31 @@ def cfg(training=None, inference=None):
 def test_two_cpu_machine_leaves_room_for_reads():
     plan = plan_resources({"CPU": 2.0}, cfg())
     assert plan.train_workers == 2
-    assert (plan.featurize.actors, plan.featurize.cpus) == (2, 0.75)
-    assert plan.featurize.actors * plan.featurize.cpus + READ_CPUS <= 2.0
+    assert (plan.infer.actors, plan.infer.cpus) == (2, 0.75)
     assert plan.infer.actors * plan.infer.cpus + READ_CPUS <= 2.0
-    assert plan.featurize.threads == 1
+    assert plan.infer.threads == 1
+
+
+def test_training_workers_leave_the_data_feed_its_slice():
+    """Two workers of one CPU each on two CPUs would hold every CPU and starve the streaming
+    feed for ever: they ask Ray for what is left after the feed's slice."""
+    plan = plan_resources({"CPU": 2.0}, cfg())
+    assert plan.train_worker_cpus == pytest.approx(0.75)
+    assert plan.train_workers * plan.train_worker_cpus + READ_CPUS <= 2.0 + 1e-9
+    # With room to spare, each worker gets the cpusPerWorker asked for.
+    assert plan_resources({"CPU": 16.0}, cfg(training={"cpusPerWorker": 4})).train_worker_cpus == 4
 
 
 def test_big_cpu_cluster_scales_pools():
     plan = plan_resources({"CPU": 16.0}, cfg())
-    assert plan.featurize.actors == 16 and plan.featurize.cpus == pytest.approx(15.5 / 16)
+    assert plan.infer.actors == 16 and plan.infer.cpus == pytest.approx(15.5 / 16)
 
 
 def test_gpu_inference_one_actor_per_gpu():
     plan = plan_resources({"CPU": 8.0, "GPU": 4.0}, cfg(training={"useGpu": True, "numWorkers": 4}, inference={"useGpu": True}))
     assert (plan.infer.actors, plan.infer.gpus) == (4, 1)
-    # Featurizers beside the GPU predictors fit in what the predictors leave.
-    used = plan.infer.actors * plan.infer.cpus + plan.infer_featurize.actors * plan.infer_featurize.cpus
-    assert used + READ_CPUS <= 8.0 + 1e-9
+    # Decoding tasks beside the GPU predictors fit in what the predictors leave.
+    assert plan.infer.actors * plan.infer.cpus + READ_CPUS <= 8.0 + 1e-9
 
 
 @pytest.mark.parametrize(

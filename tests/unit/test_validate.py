@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from vitpipeline.config import ValidationSpec
-from vitpipeline.validate import OK, decode, validate_batch
+from vitpipeline.validate import OK, decode
 
 
 def encoded(mode, size=(20, 16), fmt="PNG", **kw):
@@ -56,15 +56,3 @@ def test_pixel_limit():
     assert d.reason == "too large: 100x100 pixels"
 
 
-def test_validate_batch_keeps_rows_aligned():
-    batch = {
-        "bytes": np.array([encoded("RGB"), b"junk", encoded("L")], dtype=object),
-        "path": np.array(["a", "b", "c"], dtype=object),
-        "label": np.array(["x", "y", "z"], dtype=object),
-    }
-    out = validate_batch(batch, ValidationSpec())
-    assert list(out["path"]) == ["a", "b", "c"] and list(out["label"]) == ["x", "y", "z"]
-    assert [r == OK for r in out["reason"]] == [True, False, True]
-    assert out["image"][1].shape == (1, 1, 3)
-    assert list(out["mode"]) == ["RGB", "", "L"]
-    assert "bytes" not in out

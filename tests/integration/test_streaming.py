@@ -1,0 +1,143 @@
+"""The streaming data path on a real local Ray whose object store is far smaller than the
+dataset's float32 tensors: the run succeeds without spilling, training batches get fresh
+crops every epoch while evaluation pixels stay identical, and the model's own processor
+numbers (size, mean, std) decide the pixels."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from vitpipeline.demo import write_digits
+
+STORE_BYTES = 80 * 2**20  # Ray's floor is 75 MiB
+SIDE = 224
+IMAGES_PER_CLASS = 40  # 400 images: 400 x 3 x 224 x 224 x 4 B = 230 MiB as float32 tensors
+
+
+def _save_model(dest, num_labels=10):
+    """A 224-px ViT small enough to train here, with a processor whose numbers are not ViT's
+    defaults (mean, std and resample differ)."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    ViTForImageClassification(ViTConfig(image_size=SIDE, patch_size=32, hidden_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=64, num_labels=num_labels)).save_pretrained(dest)
+    ViTImageProcessor(size={"height": SIDE, "width": SIDE}, image_mean=[0.2, 0.3, 0.4], image_std=[0.6, 0.5, 0.4],
+                      resample=3).save_pretrained(dest)
+    return str(dest)
+
+
+@pytest.fixture(scope="module")
+def capped_ray():
+    import ray
+
+    ray.init(num_cpus=2, object_store_memory=STORE_BYTES, logging_level="ERROR", log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def streamed_run(capped_ray, tmp_path_factory):
+    from vitpipeline import runner
+    from vitpipeline.config import parse_config
+
+    root = tmp_path_factory.mktemp("streaming")
+    write_digits(root / "digits", per_class=IMAGES_PER_CLASS)
+    model = _save_model(root / "vit224")
+    config = parse_config({
+        "runId": "capped",
+        "data": {"sources": [{"uri": str(root / "digits")}]},
+        "model": {"name": model},
+        "training": {"numWorkers": 2, "epochs": 2, "batchSize": 16, "feed": "stream"},
+        "inference": {"batchSize": 32},
+        "output": {"uri": str(root / "out")},
+    })
+    summary = runner.run(config, echo=lambda *_: None)
+    return {"summary": summary, "config": config, "root": root}
+
+
+def _spilled_mib() -> int:
+    from ray._private.internal_api import memory_summary
+
+    found = re.search(r"Spilled (\d+) MiB", memory_summary(stats_only=True))
+    return int(found.group(1)) if found else 0
+
+
+def test_a_dataset_larger_than_the_object_store_runs_without_spilling(streamed_run):
+    s = streamed_run["summary"]
+    assert s["status"] == "Succeeded" and s["counts"]["predicted"] == s["counts"]["validation"] > 0
+    float32_bytes = s["counts"]["usable"] * 3 * SIDE * SIDE * 4
+    assert float32_bytes > 2.5 * STORE_BYTES  # the premise: tensors would not fit
+    assert s["prepared"]["feed"] == "streamed"
+    # The shard set holds uint8 at the model's size: a quarter of float32, or less.
+    assert 0 < s["prepared"]["bytes"] <= float32_bytes / 4
+    assert _spilled_mib() == 0
+
+
+def test_the_processor_numbers_are_the_models_own(streamed_run):
+    g = streamed_run["summary"]["prepared"]["geometry"]
+    assert (g["height"], g["width"], g["mean"], g["std"], g["resample"]) == (SIDE, SIDE, [0.2, 0.3, 0.4], [0.6, 0.5, 0.4], 3)
+
+
+def test_training_pixels_change_between_epochs_evaluation_pixels_do_not(streamed_run):
+    """Two passes over the run's own training and validation feeds, through the collate step
+    the workers use: every training image is cropped anew, every validation image is the
+    same tensor both times."""
+    import torch
+
+    from vitpipeline import runner
+    from vitpipeline.prepare import Manifest
+    from vitpipeline.storage import Store
+    from vitpipeline.train import ModelInputs
+
+    config, s = streamed_run["config"], streamed_run["summary"]
+    store = Store(config.storage)
+    layout = runner.RunLayout(config.output.uri, config.run_id)
+    manifest = Manifest.from_json(store.read_bytes(layout.prepared_manifest))
+    geometry = runner.Geometry(**{k: tuple(v) if isinstance(v, list) else v for k, v in s["prepared"]["geometry"].items()})
+    prep = runner.Prepared(uri=manifest.uri, tally=None, bytes=manifest.bytes, reused=True)
+    meta = runner.ray.data.read_parquet(manifest.uri).select_columns(["path", "label", "reason"]).to_pandas()
+    usable = [(p, lab) for p, lab, r in zip(meta["path"], meta["label"], meta["reason"]) if r == "ok"]
+    split = runner.split_images(usable, config)
+    assert len(split.train) == s["counts"]["train"]
+
+    def one_pass(keep, augment):
+        rows = runner.shard_rows(store, config, prep, split, keep, with_meta=True)
+        collate = ModelInputs(geometry, augment)
+        out = {}
+        for batch in rows.iter_batches(batch_size=32, batch_format="numpy"):
+            pixels = collate({"image": batch["image"], "labels": batch["labels"]})["pixel_values"]
+            out.update(zip(batch["path"], pixels))
+        return out
+
+    first, second = one_pass(split.train, True), one_pass(split.train, True)
+    assert set(first) == set(second) == split.train
+    same = [p for p in first if torch.equal(first[p], second[p])]
+    assert len(same) <= len(first) * 0.01, f"{len(same)} of {len(first)} training images were identical"
+    v1, v2 = one_pass(split.valid, False), one_pass(split.valid, False)
+    assert set(v1) == split.valid and all(torch.equal(v1[p], v2[p]) for p in v1)
+    x = next(iter(v1.values()))
+    assert x.shape == (3, SIDE, SIDE) and x.dtype == torch.float32
+    # Normalized with this processor's mean and std: a black pixel maps to -mean/std.
+    floor = torch.tensor([-0.2 / 0.6, -0.3 / 0.5, -0.4 / 0.4])
+    assert (x.amin(dim=(1, 2)) >= floor - 1e-5).all()
+
+
+def test_a_retry_reuses_the_prepared_shards(streamed_run):
+    """A second attempt of the same run (its summary removed, as if the first died while
+    committing) proves the shard set complete from its manifest and does not decode again."""
+    import os
+
+    from vitpipeline import runner
+
+    config = streamed_run["config"]
+    out = streamed_run["root"] / "out" / "capped"
+    os.remove(out / "summary.json")
+    again = runner.run(config, echo=lambda *_: None)
+    assert again["prepared"]["reused"] is True
+    assert again["prepared"]["uri"] == streamed_run["summary"]["prepared"]["uri"]
+    assert again["counts"] == streamed_run["summary"]["counts"]
+    assert again["timingsSeconds"]["prepare"] < streamed_run["summary"]["timingsSeconds"]["prepare"]

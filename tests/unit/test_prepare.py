@@ -1,0 +1,49 @@
+"""The prepare stage's pure parts: one batch of bytes to uint8 views, and the manifest that
+lets a later attempt skip the stage only when its inputs are the same."""
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from vitpipeline.config import ValidationSpec
+from vitpipeline.pixels import Geometry
+from vitpipeline.prepare import Manifest, inputs_digest, prepare_batch, reusable
+
+G = Geometry(height=24, width=24, resize=(24, 24), shortest_edge=None, resample=2, mean=(0.5,) * 3,
+             std=(0.5,) * 3, rescale=1 / 255)
+
+
+def _bytes(image: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    return buf.getvalue()
+
+
+def test_prepare_batch_keeps_uint8_at_the_model_size_and_reasons():
+    rgb = Image.new("RGB", (400, 300), (200, 10, 10))
+    gray = Image.new("L", (64, 48), 90)
+    batch = {
+        "bytes": np.array([_bytes(rgb, "JPEG"), _bytes(gray, "PNG"), b"not an image"], dtype=object),
+        "path": np.array(["a.jpg", "b.png", "c.jpg"], dtype=object),
+        "label": np.array(["x", "y", "x"], dtype=object),
+    }
+    out = prepare_batch(batch, ValidationSpec(), G)
+    assert out["image"].shape == (3, 24, 24, 3) and out["image"].dtype == np.uint8
+    assert list(out["reason"][:2]) == ["ok", "ok"] and "not a decodable image" in out["reason"][2]
+    assert list(out["mode"][:2]) == ["RGB", "L"]
+    assert abs(int(out["image"][0, 12, 12, 0]) - 200) <= 3  # the drafted JPEG keeps its colour
+    assert (out["image"][1] == 90).all()  # grayscale converted to RGB
+    assert not out["image"][2].any()  # quarantined rows carry zeros, never another image
+
+
+def test_manifest_is_reused_only_for_the_same_inputs():
+    items = [("s3://b/a/1.jpg", "a"), ("s3://b/b/2.jpg", "b")]
+    digest = inputs_digest(items, ValidationSpec(), G)
+    manifest = Manifest.from_json(Manifest(uri="s3://r/p", digest=digest, rows=2, bytes=10).to_json())
+    assert reusable(manifest, inputs_digest(list(reversed(items)), ValidationSpec(), G))  # order-free
+    assert not reusable(manifest, inputs_digest(items + [("s3://b/a/3.jpg", "a")], ValidationSpec(), G))
+    assert not reusable(manifest, inputs_digest([("s3://b/a/1.jpg", "b"), items[1]], ValidationSpec(), G))
+    assert not reusable(manifest, inputs_digest(items, ValidationSpec(nonRgb="drop"), G))
+    assert not reusable(manifest, inputs_digest(items, ValidationSpec(), Geometry(**{**G.to_dict(), "height": 32})))
+    assert not reusable(None, digest) and Manifest.from_json(b"{half") is None
