@@ -38,7 +38,7 @@ def decode_ceiling(items: list[tuple[str, str]], geometry) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
     from vitpipeline.config import ValidationSpec
-    from vitpipeline.prepare import prepare_batch
+    from vitpipeline.stages.prepare import prepare_batch
 
     chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
@@ -48,7 +48,7 @@ def decode_ceiling(items: list[tuple[str, str]], geometry) -> int:
 def _decode_chunk(chunk, geometry, validation) -> int:
     import numpy as np
 
-    from vitpipeline.prepare import prepare_batch
+    from vitpipeline.stages.prepare import prepare_batch
 
     batch = {"bytes": np.array([open(f, "rb").read() for f, _ in chunk], dtype=object),
              "path": np.array([f for f, _ in chunk], dtype=object), "label": np.array([l for _, l in chunk], dtype=object)}
@@ -95,10 +95,12 @@ class StoreSampler:
 def main(name: str, images: str, model: str, out: str) -> dict:
     import ray
 
-    from vitpipeline import resources, runner
-    from vitpipeline.ingest import read_images
-    from vitpipeline.prepare import prepared, usable_rows
-    from vitpipeline.storage import Store
+    from vitpipeline.rules import resources
+
+    from vitpipeline import runner
+    from vitpipeline.stages.ingest import read_images
+    from vitpipeline.stages.prepare import prepared, usable_rows
+    from vitpipeline.storage.store import Store
 
     from . import notebook_baseline as nb
 
@@ -167,7 +169,7 @@ def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str], 
     seconds per stage, named as in the pipeline's `timingsSeconds`."""
     from vitpipeline.config import StorageSpec
     from vitpipeline.runner import _timed
-    from vitpipeline.train import TrainPlan, fit
+    from vitpipeline.stages.train import TrainPlan, fit
 
     from . import notebook_baseline as nb
 

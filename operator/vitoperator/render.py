@@ -7,7 +7,7 @@ Every pod passes the Kubernetes "restricted" Pod Security profile. Credentials a
 from __future__ import annotations
 
 from vitpipeline.cli import encode_config_b64
-from vitpipeline.layout import RunLayout
+from vitpipeline.storage.layout import RunLayout
 
 from . import names
 from .spec import ViTPipelineSpec, pipeline_config

@@ -57,11 +57,11 @@ def _fmt(x) -> str:
 
 
 def _run(config: PipelineConfig) -> int:
-    from .commit import read_summary
-    from .driverlog import FdTee
-    from .layout import RunLayout
+    from .stages.commit import read_summary
+    from .storage.driverlog import FdTee
+    from .storage.layout import RunLayout
     from .runner import new_attempt_id, run
-    from .storage import Store
+    from .storage.store import Store
 
     store, layout = Store(config.storage), RunLayout(config.output.uri, config.run_id)
     # A finished run is not run again, and its log is left as it was.

@@ -17,19 +17,23 @@ from dataclasses import dataclass
 
 import ray.data
 
-from . import commit, ingest, resources
+from .stages import commit
+
+from .stages import ingest
+
+from .rules import resources
 from .config import PipelineConfig
-from .counts import Tally, tally
+from .rules.counts import Tally, tally
 from .errors import InputError, PipelineError
-from .infer import Predictor
-from .labels import limit_per_class
-from .layout import AttemptLayout, RunLayout, attempt_id, is_s3
-from .pixels import Geometry, geometry_of, load_processor
-from .prepare import META_COLUMNS, Manifest, inputs_digest, prepared, read_shard, reusable, split_rows, usable_rows
-from .progress import Progress
-from .resources import READ_CPUS
-from .split import stratified_split
-from .storage import Store
+from .stages.infer import Predictor
+from .rules.labels import limit_per_class
+from .storage.layout import AttemptLayout, RunLayout, attempt_id, is_s3
+from .rules.pixels import Geometry, geometry_of, load_processor
+from .stages.prepare import META_COLUMNS, Manifest, inputs_digest, prepared, read_shard, reusable, split_rows, usable_rows
+from .storage.progress import Progress
+from .rules.resources import READ_CPUS
+from .rules.split import stratified_split
+from .storage.store import Store
 
 
 def model_available(name: str, store: Store) -> bool:
@@ -80,7 +84,7 @@ def new_attempt_id() -> str:
 
 
 def model_geometry(config: PipelineConfig) -> Geometry:
-    from .models import local_model
+    from .storage.models import local_model
 
     return geometry_of(load_processor(local_model(config.model.name, config.storage)))
 
@@ -177,7 +181,7 @@ def cache_in_object_store(feed: str, images: int, geometry: Geometry, store_byte
 
 def train_model(store: Store, config: PipelineConfig, layout: RunLayout, prep: Prepared, split: Split,
                 geometry: Geometry, resources_plan: resources.ResourcePlan):
-    from .train import fit, make_plan
+    from .stages.train import fit, make_plan
 
     plan = make_plan(config, split.class_names, len(split.train), resources_plan.train_workers, layout.training_record,
                      layout.progress, geometry=geometry, fail_marker=layout.root + "/.fault-fired",
@@ -273,7 +277,7 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
             f"model.name: {config.model.name!r} is neither a local model directory, an s3:// "
             "prefix holding a saved model (config.json), nor a Hugging Face Hub model that can be reached"
         )
-    from .train import fail_at_step_from_env
+    from .stages.train import fail_at_step_from_env
 
     fail_at_step_from_env()  # a bad fault-injection setting is refused before any work
     timings: dict[str, float] = {}

@@ -1,9 +1,9 @@
 """On S3 the summary commit is a conditional PUT: of two attempts, exactly one commits."""
 
-from vitpipeline.commit import write_summary
+from vitpipeline.stages.commit import write_summary
 from vitpipeline.config import StorageSpec
-from vitpipeline.layout import RunLayout
-from vitpipeline.storage import Store
+from vitpipeline.storage.layout import RunLayout
+from vitpipeline.storage.store import Store
 
 
 def test_two_attempts_one_commit(s3, monkeypatch):

@@ -16,10 +16,10 @@ import multiprocessing as mp
 import time
 
 import pytest
-from vitpipeline.commit import read_summary, write_summary
+from vitpipeline.stages.commit import read_summary, write_summary
 from vitpipeline.config import StorageSpec
-from vitpipeline.layout import RunLayout
-from vitpipeline.storage import Store
+from vitpipeline.storage.layout import RunLayout
+from vitpipeline.storage.store import Store
 
 ROUNDS = 30
 ATTEMPTS = ("attempt-a", "attempt-b")

@@ -6,9 +6,9 @@ import threading
 import pytest
 from vitpipeline.config import StorageSpec
 from vitpipeline.demo import save_tiny_vit
-from vitpipeline.models import cache_dir, local_model
+from vitpipeline.storage.models import cache_dir, local_model
 from vitpipeline.runner import model_available
-from vitpipeline.storage import Store
+from vitpipeline.storage.store import Store
 
 
 @pytest.fixture

@@ -89,9 +89,9 @@ def test_training_pixels_change_between_epochs_evaluation_pixels_do_not(streamed
     import torch
 
     from vitpipeline import runner
-    from vitpipeline.prepare import Manifest
-    from vitpipeline.storage import Store
-    from vitpipeline.train import ModelInputs
+    from vitpipeline.stages.prepare import Manifest
+    from vitpipeline.storage.store import Store
+    from vitpipeline.stages.train import ModelInputs
 
     config, s = streamed_run["config"], streamed_run["summary"]
     store = Store(config.storage)

@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from vitpipeline.checkpoints import local_copy
+from vitpipeline.storage.checkpoints import local_copy
 
 
 @pytest.fixture()

@@ -1,9 +1,9 @@
 """The summary is committed once: a second attempt finds the first one's summary."""
 
-from vitpipeline.commit import write_summary
+from vitpipeline.stages.commit import write_summary
 from vitpipeline.config import StorageSpec
-from vitpipeline.layout import RunLayout
-from vitpipeline.storage import Store
+from vitpipeline.storage.layout import RunLayout
+from vitpipeline.storage.store import Store
 
 
 def test_local_create_once(tmp_path):

@@ -1,5 +1,5 @@
-from vitpipeline.counts import tally
-from vitpipeline.validate import OK
+from vitpipeline.rules.counts import tally
+from vitpipeline.rules.validate import OK
 
 
 def test_tally_counts_usable_quarantined_and_converted():

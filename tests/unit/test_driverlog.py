@@ -3,11 +3,11 @@
 import subprocess
 import sys
 
-from vitpipeline.driverlog import Tail
+from vitpipeline.storage.driverlog import Tail
 
 SCRIPT = r"""
 import logging, subprocess, sys
-from vitpipeline.driverlog import FdTee
+from vitpipeline.storage.driverlog import FdTee
 log = logging.getLogger("x"); log.addHandler(logging.StreamHandler(sys.stderr))
 with FdTee() as tee:
     print("from python")

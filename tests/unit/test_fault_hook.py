@@ -4,7 +4,7 @@ any other input: a bad value is refused in one line naming it, before any work."
 import pytest
 
 from vitpipeline.errors import InputError
-from vitpipeline.train import FAIL_AT_STEP_ENV, fail_at_step_from_env
+from vitpipeline.stages.train import FAIL_AT_STEP_ENV, fail_at_step_from_env
 
 
 @pytest.mark.parametrize("value, step", [("", None), ("6", 6), (" 12 ", 12)])

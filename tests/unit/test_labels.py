@@ -1,7 +1,7 @@
 import pytest
 
 from vitpipeline.errors import InputError
-from vitpipeline.labels import ImageFile, Labeled, assign_labels, limit_per_class, parse_labels_csv
+from vitpipeline.rules.labels import ImageFile, Labeled, assign_labels, limit_per_class, parse_labels_csv
 
 
 def files(source, label, *names):

@@ -1,9 +1,9 @@
 import datetime as dt
 
 from vitpipeline.cli import encode_config_b64, load_config_b64, results_table
-from vitpipeline.commit import accuracy_of, build_summary
+from vitpipeline.stages.commit import accuracy_of, build_summary
 from vitpipeline.config import parse_config
-from vitpipeline.layout import RunLayout, attempt_id
+from vitpipeline.storage.layout import RunLayout, attempt_id
 
 
 def test_run_layout_keys():

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vitpipeline.pixels import augment, eval_view, geometry_of, normalize
+from vitpipeline.rules.pixels import augment, eval_view, geometry_of, normalize
 
 
 def _photo(w=300, h=200, seed=0) -> Image.Image:

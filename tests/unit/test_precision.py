@@ -1,5 +1,5 @@
 import pytest
-from vitpipeline.precision import resolve
+from vitpipeline.rules.precision import resolve
 
 
 @pytest.mark.parametrize("requested, device, cuda_bf16, flags, expected", [

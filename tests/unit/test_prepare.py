@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 
 from vitpipeline.config import ValidationSpec
-from vitpipeline.pixels import Geometry
-from vitpipeline.prepare import Manifest, inputs_digest, prepare_batch, reusable
+from vitpipeline.rules.pixels import Geometry
+from vitpipeline.stages.prepare import Manifest, inputs_digest, prepare_batch, reusable
 
 G = Geometry(height=24, width=24, resize=(24, 24), shortest_edge=None, resample=2, mean=(0.5,) * 3,
              std=(0.5,) * 3, rescale=1 / 255)

@@ -2,7 +2,7 @@ import pytest
 
 from vitpipeline.config import parse_config
 from vitpipeline.errors import ResourceError
-from vitpipeline.resources import READ_CPUS, plan_resources
+from vitpipeline.rules.resources import READ_CPUS, plan_resources
 
 
 def cfg(training=None, inference=None):

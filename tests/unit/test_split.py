@@ -1,7 +1,7 @@
 import random
 from collections import Counter
 
-from vitpipeline.split import stratified_split
+from vitpipeline.rules.split import stratified_split
 
 
 def data(counts):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from vitpipeline.config import ValidationSpec
-from vitpipeline.validate import OK, decode
+from vitpipeline.rules.validate import OK, decode
 
 
 def encoded(mode, size=(20, 16), fmt="PNG", **kw):

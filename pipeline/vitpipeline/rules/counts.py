@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from .validate import OK
+from ..rules.validate import OK
 
 
 @dataclass(frozen=True)

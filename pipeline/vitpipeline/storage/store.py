@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
-from .config import StorageSpec
-from .layout import is_s3
+from ..config import StorageSpec
+from ..storage.layout import is_s3
 
 
 def _endpoint(storage: StorageSpec) -> str | None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import PipelineConfig, StorageSpec
-from .errors import InputError
-from .pixels import Geometry
+from ..config import PipelineConfig, StorageSpec
+from ..errors import InputError
+from ..rules.pixels import Geometry
 
 # Fault injection for the resume tests and the kind scenarios: one worker raises at this
 # global step, once per run. A positive integer; anything else is refused at start.
@@ -121,7 +121,7 @@ class ModelInputs:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from .pixels import augment, normalize
+        from ..rules.pixels import augment, normalize
 
         if "image" not in batch:  # already model-ready floats (the bench's notebook baseline feeds these)
             return {k: torch.as_tensor(batch[k]).to(self._device or "cpu") for k in ("pixel_values", "labels")}
@@ -176,9 +176,9 @@ def train_loop(plan: TrainPlan) -> None:
         TrainingArguments,
     )
 
-    from .metrics import load_accuracy
-    from .models import local_model
-    from .pixels import load_processor
+    from ..metrics import load_accuracy
+    from ..storage.models import local_model
+    from ..rules.pixels import load_processor
 
     import torch
 
@@ -222,7 +222,7 @@ def train_loop(plan: TrainPlan) -> None:
         batch_size=plan.batch_size, collate_fn=ModelInputs(plan.geometry, False, device), prefetch_batches=1
     )
 
-    from .precision import for_this_process
+    from ..rules.precision import for_this_process
 
     precision = for_this_process(plan.precision, plan.use_gpu)
     workdir = tempfile.mkdtemp(prefix="vitpipeline-train-")
@@ -261,7 +261,7 @@ def train_loop(plan: TrainPlan) -> None:
         node does not fire again."""
 
         def on_step_end(self, args, state, control, **kwargs):
-            from .storage import Store
+            from ..storage.store import Store
 
             rank = min(1, ctx.get_world_size() - 1)
             if state.global_step == plan.fail_at_step and ctx.get_world_rank() == rank:
@@ -289,8 +289,8 @@ def train_loop(plan: TrainPlan) -> None:
         """Rank 0 keeps `progress.json` current: step of max steps, epoch, latest eval."""
 
         def __init__(self):
-            from .progress import Progress
-            from .storage import Store
+            from ..storage.progress import Progress
+            from ..storage.store import Store
 
             self._progress = Progress(Store(plan.storage), plan.progress_uri, "", echo=lambda *_: None)
             self._progress.record = {"stage": "train", "done": 0, "total": plan.max_steps}
@@ -327,7 +327,7 @@ def train_loop(plan: TrainPlan) -> None:
     resume_from = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
-        from .checkpoints import local_copy
+        from ..storage.checkpoints import local_copy
 
         local = local_copy(checkpoint)  # workers on one node share one copy
         resume_from = os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
@@ -351,7 +351,7 @@ def train_loop(plan: TrainPlan) -> None:
     if ctx.get_world_rank() == 0:
         import json
 
-        from .storage import Store
+        from ..storage.store import Store
 
         record = {
             "weights_digests": digests,

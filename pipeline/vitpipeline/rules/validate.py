@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import ValidationSpec
+from ..config import ValidationSpec
 
 OK = "ok"
 

@@ -14,8 +14,8 @@ import shutil
 import tempfile
 import uuid
 
-from .config import StorageSpec
-from .layout import is_s3
+from ..config import StorageSpec
+from ..storage.layout import is_s3
 
 COMPLETE = ".vitpipeline-complete"
 
@@ -50,7 +50,7 @@ def local_model(name: str, storage: StorageSpec) -> str:
     dest = cache_dir(name)
     if os.path.exists(os.path.join(dest, COMPLETE)):
         return dest
-    from .storage import Store
+    from ..storage.store import Store
 
     store = Store(storage)
     files = relative_files(name, store.list_files(name))

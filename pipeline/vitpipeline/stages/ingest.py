@@ -6,12 +6,12 @@ from collections import defaultdict
 
 import numpy as np
 
-from .config import DataSpec, Source
-from .errors import InputError
-from .labels import ImageFile, Labeled, assign_labels, parse_labels_csv
-from .layout import is_s3
-from .resources import READ_CPUS
-from .storage import Store
+from ..config import DataSpec, Source
+from ..errors import InputError
+from ..rules.labels import ImageFile, Labeled, assign_labels, parse_labels_csv
+from ..storage.layout import is_s3
+from ..rules.resources import READ_CPUS
+from ..storage.store import Store
 
 
 def list_images(store: Store, sources: list[Source], field: str = "data.sources") -> list[ImageFile]:

@@ -11,7 +11,7 @@ def load_checkpoint_dir(checkpoint) -> str:
 
     from ray.train.huggingface.transformers import RayTrainReportCallback
 
-    from .checkpoints import local_copy
+    from ..storage.checkpoints import local_copy
 
     local = local_copy(checkpoint)
     inner = os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
@@ -32,7 +32,7 @@ class Predictor:
         import torch
         from transformers import AutoModelForImageClassification
 
-        from .precision import for_this_process
+        from ..rules.precision import for_this_process
 
         torch.set_num_threads(max(1, threads))
         model_dir = (
@@ -55,7 +55,7 @@ class Predictor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from .pixels import normalize
+        from ..rules.pixels import normalize
 
         if len(batch["path"]) == 0:
             empty = {"path": batch["path"], "predicted_label": np.array([], dtype=object),

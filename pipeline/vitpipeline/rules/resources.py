@@ -12,8 +12,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from .config import PipelineConfig
-from .errors import ResourceError
+from ..config import PipelineConfig
+from ..errors import ResourceError
 
 READ_CPUS = 0.5  # reads are I/O-bound; this slice keeps them running beside the pools
 MIN_ACTOR_CPUS = 0.5

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from .layout import AttemptLayout, RunLayout
-from .storage import Store
+from ..storage.layout import AttemptLayout, RunLayout
+from ..storage.store import Store
 
 SUMMARY_VERSION = 1
 

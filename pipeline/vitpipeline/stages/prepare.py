@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ValidationSpec
-from .pixels import Geometry, draft_size, eval_view
-from .validate import OK, decode
+from ..config import ValidationSpec
+from ..rules.pixels import Geometry, draft_size, eval_view
+from ..rules.validate import OK, decode
 
 META_COLUMNS = ["path", "label", "reason", "mode"]
 MANIFEST_VERSION = 1
@@ -96,7 +96,7 @@ def read_shard(batch: dict, columns: list[str], storage) -> dict:
     """One shard file's rows (the given columns): the feed's read task."""
     import pyarrow.parquet as pq
 
-    from .storage import Store
+    from ..storage.store import Store
 
     store = Store(storage)
     tables = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from .storage import Store
+from ..storage.store import Store
 
 
 class Progress:

@@ -1,0 +1,1 @@
+"""Pure rules with no I/O: labels, split, validation, pixels, counts, resources, precision."""

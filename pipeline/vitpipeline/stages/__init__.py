@@ -1,0 +1,1 @@
+"""The run's stages, one module each: ingest, prepare, train, infer, commit."""
