@@ -16,8 +16,8 @@ import multiprocessing as mp
 import time
 
 import pytest
-from vitpipeline.stages.commit import read_summary, write_summary
 from vitpipeline.config import StorageSpec
+from vitpipeline.stages.commit import read_summary, write_summary
 from vitpipeline.storage.layout import RunLayout
 from vitpipeline.storage.store import Store
 
