@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast test-unit test-integration test-kube test-images e2e-kind testbed kind-node images bench lock clean
+.PHONY: setup demo test test-fast test-unit test-integration test-kube test-images e2e-kind testbed kind-node images bench bench-gpu lock clean
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -59,6 +59,11 @@ test-images: setup
 bench: setup testbed
 	$(PY) -m bench.pipeline_bench
 	$(PY) operator/bench_operator.py
+
+# ViT-B/16 on one accelerator: train and infer images/s with MFU, and JPEG -> predictions
+# through the pipeline's own data path (a tiny ViT on a machine without a GPU).
+bench-gpu: setup
+	$(PY) -m bench.gpu_bench
 
 lock:
 	$(UV) lock
