@@ -38,7 +38,6 @@ def decode_ceiling(items: list[tuple[str, str]], geometry) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
     from vitpipeline.config import ValidationSpec
-    from vitpipeline.stages.prepare import prepare_batch
 
     chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:

@@ -17,22 +17,19 @@ from dataclasses import dataclass
 
 import ray.data
 
-from .stages import commit
-
-from .stages import ingest
-
-from .rules import resources
 from .config import PipelineConfig
-from .rules.counts import Tally, tally
 from .errors import InputError, PipelineError
-from .stages.infer import Predictor
+from .rules import resources
+from .rules.counts import Tally, tally
 from .rules.labels import limit_per_class
-from .storage.layout import AttemptLayout, RunLayout, attempt_id, is_s3
 from .rules.pixels import Geometry, geometry_of, load_processor
-from .stages.prepare import META_COLUMNS, Manifest, inputs_digest, prepared, read_shard, reusable, split_rows, usable_rows
-from .storage.progress import Progress
 from .rules.resources import READ_CPUS
 from .rules.split import stratified_split
+from .stages import commit, ingest
+from .stages.infer import Predictor
+from .stages.prepare import META_COLUMNS, Manifest, inputs_digest, prepared, read_shard, reusable, split_rows, usable_rows
+from .storage.layout import AttemptLayout, RunLayout, attempt_id, is_s3
+from .storage.progress import Progress
 from .storage.store import Store
 
 
@@ -123,17 +120,16 @@ def prepare_images(store: Store, config: PipelineConfig, layout: RunLayout, atte
     digest = inputs_digest(listing.items, config.validation, geometry)
     manifest = Manifest.from_json(store.read_bytes(layout.prepared_manifest)) if store.exists(layout.prepared_manifest) else None
     reused = reusable(manifest, digest)
+    uri = manifest.uri if reused else attempt.prepared
+    fs, path = store.resolve(uri)
     if not reused:
-        raw = ingest.read_images(store, listing.items)
-        fs, path = store.resolve(attempt.prepared)
-        prepared(raw, config.validation, geometry, READ_CPUS).write_parquet(path, filesystem=fs)
-        manifest = Manifest(uri=attempt.prepared, digest=digest, rows=0, bytes=store.total_bytes(attempt.prepared))
-    fs, path = store.resolve(manifest.uri)
+        prepared(ingest.read_images(store, listing.items), config.validation, geometry, READ_CPUS).write_parquet(
+            path, filesystem=fs)
     meta = ray.data.read_parquet(path, filesystem=fs).select_columns(META_COLUMNS).to_pandas()
     t = tally(meta["path"], meta["label"], meta["reason"], meta["mode"],
               listed=len(listing.items) + listing.unlabeled, unlabeled=listing.unlabeled)
     if not reused:
-        manifest = Manifest(uri=manifest.uri, digest=digest, rows=len(meta), bytes=manifest.bytes)
+        manifest = Manifest(uri=uri, digest=digest, rows=len(meta), bytes=store.total_bytes(uri))
         store.write_bytes(layout.prepared_manifest, manifest.to_json())
     return Prepared(uri=manifest.uri, tally=t, bytes=manifest.bytes, reused=reused)
 
@@ -189,8 +185,6 @@ def train_model(store: Store, config: PipelineConfig, layout: RunLayout, prep: P
     fs, storage_path = store.resolve(layout.checkpoints)
     train = shard_rows(store, config, prep, split, split.train, with_meta=False)
     valid = shard_rows(store, config, prep, split, split.valid, with_meta=False)
-    import ray
-
     cached = cache_in_object_store(config.training.feed, len(split.train) + len(split.valid), geometry,
                                    ray.cluster_resources().get("object_store_memory", 0))
     if cached:

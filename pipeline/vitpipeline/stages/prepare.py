@@ -93,7 +93,8 @@ def reusable(manifest: Manifest | None, digest: str) -> bool:
 
 
 def read_shard(batch: dict, columns: list[str], storage) -> dict:
-    """One shard file's rows (the given columns): the feed's read task."""
+    """The given columns of each listed shard file: the feed's read task."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ..storage.store import Store
@@ -103,8 +104,6 @@ def read_shard(batch: dict, columns: list[str], storage) -> dict:
     for uri in batch["file"]:
         fs, path = store.resolve(str(uri))
         tables.append(pq.read_table(path, filesystem=fs, columns=columns))
-    import pyarrow as pa
-
     return pa.concat_tables(tables)
 
 
