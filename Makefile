@@ -29,8 +29,20 @@ testbed:
 kind-node: testbed
 	@if [ -z "$$KIND_NODE_IMAGE" ]; then tests/kind/build.sh; else echo "kind node image: $$KIND_NODE_IMAGE"; fi
 
-# Every suite, the kind end-to-end run included.
-test: setup testbed kind-node
+PHASE := tests/support/phase.sh
+
+# Every suite, the kind end-to-end run included; ends with the time each phase took.
+# The e2e images build in the background beside the two Go builds (log: .cache/images-build.log).
+test:
+	@$(PHASE) --reset
+	@$(PHASE) "python env (uv sync)" $(MAKE) --no-print-directory setup
+	@mkdir -p .cache; \
+	  $(PHASE) "e2e images (beside the Go builds)" tests/e2e/build-images.sh > .cache/images-build.log 2>&1 & \
+	  images=$$!; trap 'kill $$images 2>/dev/null' EXIT; \
+	  $(PHASE) "testbed (control plane from Go modules)" $(MAKE) --no-print-directory testbed && \
+	  $(PHASE) "kind node image" $(MAKE) --no-print-directory kind-node && \
+	  { wait $$images || { tail -n 40 .cache/images-build.log >&2; echo "e2e images: build failed" >&2; exit 1; }; } && \
+	  trap - EXIT
 	$(PY) -m pytest tests -v --durations=20
 
 # Everything but the kind end-to-end run.

@@ -11,7 +11,12 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from support import s3server  # noqa: E402
+from support import phases, s3server  # noqa: E402
+
+
+def pytest_configure(config):
+    # `make test` ends with how long each phase took (tests/support/phases.py).
+    config.pluginmanager.register(phases.SuiteClock(), "vitp-phases")
 
 
 @pytest.fixture(scope="session")

@@ -140,6 +140,7 @@ def printer_columns() -> list[dict]:
         {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
         {"name": "Progress", "type": "string", "jsonPath": ".status.progress.summary"},
         {"name": "Accuracy", "type": "number", "jsonPath": ".status.metrics.accuracy"},
+        {"name": "MacroF1", "type": "number", "jsonPath": ".status.metrics.macroF1"},
         {"name": "RayJob", "type": "string", "jsonPath": ".status.rayJobName", "priority": 1},
         {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

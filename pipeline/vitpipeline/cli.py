@@ -17,7 +17,8 @@ from .config import ConfigError, PipelineConfig, dump_config, parse_config
 from .errors import PipelineError
 
 
-def load_config_file(path: str) -> PipelineConfig:
+def load_config_file(path: str, echo=None) -> PipelineConfig:
+    """A pipeline config, or a ViTPipeline manifest (checked as the operator checks its spec)."""
     try:
         text = Path(path).read_text()
     except OSError as err:
@@ -26,10 +27,35 @@ def load_config_file(path: str) -> PipelineConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"--config: {path} is not valid YAML: {err}") from None
-    # A ViTPipeline manifest works too: its spec.pipeline is the config.
     if isinstance(data, dict) and data.get("kind") == "ViTPipeline":
-        data = (data.get("spec") or {}).get("pipeline")
+        return config_from_manifest(data, echo)
     return parse_config(data)
+
+
+def config_from_manifest(manifest: dict, echo=None) -> PipelineConfig:
+    """spec.pipeline of a ViTPipeline, after the whole spec passed the operator's own checks.
+
+    The run id is spec.pipeline.runId when set, else metadata.name made a valid id the way the
+    operator shortens names; the operator also appends the resource's uid, which only exists
+    once the resource is created, so a cluster run of the same manifest writes elsewhere."""
+    from vitoperator.names import RUN_ID_MAX, fit
+    from vitoperator.spec import SpecError, parse_spec, pipeline_config
+
+    try:
+        spec = parse_spec(manifest.get("spec"))
+    except SpecError as err:
+        # The operator's message names fields under spec; a manifest's reader needs the prefix.
+        raise ConfigError("; ".join(p if p.startswith("spec") else f"spec.{p}" for p in str(err).split("; "))) from None
+    if spec.pipeline.run_id:
+        run_id, source = spec.pipeline.run_id, "spec.pipeline.runId"
+    else:
+        name = (manifest.get("metadata") or {}).get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("metadata.name: required when spec.pipeline.runId is not set (it names the run)")
+        run_id, source = fit(name, RUN_ID_MAX), "metadata.name; the operator appends the resource's uid"
+    if echo is not None:
+        echo(f"[vitpipeline] ViTPipeline manifest: run id {run_id} (from {source})")
+    return pipeline_config(spec, run_id)
 
 
 def results_table(summary: dict) -> str:
@@ -43,6 +69,7 @@ def results_table(summary: dict) -> str:
         ("classes", str(c["classes"])),
         ("eval accuracy", _fmt(m.get("accuracy"))),
         ("prediction accuracy", _fmt(m.get("predictionAccuracy"))),
+        ("macro F1", _fmt(m.get("macroF1"))),
         ("predictions", summary["predictionsUri"]),
         ("checkpoint", summary["checkpointUri"]),
         ("summary", summary["summaryUri"]),
@@ -111,13 +138,19 @@ def encode_config_b64(config: PipelineConfig) -> str:
 def cmd_run(args) -> int:
     if args.config_b64:
         return _run(load_config_b64(args.config_b64))
-    return _run(load_config_file(args.config))
+    return _run(load_config_file(args.config, echo=print))
 
 
 def cmd_check(args) -> int:
-    config = load_config_file(args.config)
+    config = load_config_file(args.config, echo=print)
     print(f"{args.config}: valid (run {config.run_id})")
     return 0
+
+
+def cmd_show(args) -> int:
+    from .show import show
+
+    return show(args.run, args.endpoint_url, args.json)
 
 
 def cmd_schema(_args) -> int:
@@ -151,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="validate a config file and exit")
     p.add_argument("--config", required=True)
     p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("show", help="the state of a run: progress while it runs, results when done",
+                       description="Exit status: 0 succeeded, 3 running, 1 failed, 1 no run there.")
+    p.add_argument("run", help="<output-uri>/<runId>, a local path or s3://")
+    p.add_argument("--endpoint-url", default=None, help="S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    p.add_argument("--json", action="store_true", help="the state as JSON, for scripts")
+    p.set_defaults(fn=cmd_show)
     p = sub.add_parser("schema", help="print the config's JSON schema")
     p.set_defaults(fn=cmd_schema)
     p = sub.add_parser("demo", help="offline demo: digits images and a tiny ViT, on local Ray")

@@ -133,6 +133,8 @@ class InferenceSpec(_Model):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # Images to predict; unset predicts the held-out validation split.
     sources: list[Source] | None = Field(default=None, min_length=1, max_length=256)
+    # Labels (with scores) kept per image; unset: 5, or the class count when there are fewer.
+    top_k: int | None = Field(default=None, ge=1, le=1000)
 
 
 class OutputSpec(_Model):

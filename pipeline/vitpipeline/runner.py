@@ -19,6 +19,7 @@ import ray.data
 
 from .config import PipelineConfig
 from .errors import InputError, PipelineError
+from .metrics.evaluation import evaluate
 from .rules import resources
 from .rules.counts import Tally, tally
 from .rules.labels import limit_per_class
@@ -201,7 +202,18 @@ def train_model(store: Store, config: PipelineConfig, layout: RunLayout, prep: P
     return result, ("object store" if cached else "streamed")
 
 
-def predict(rows, config: PipelineConfig, pool: resources.Pool, model, geometry: Geometry, with_truth: bool):
+def top_k_of(config: PipelineConfig, classes: int) -> int:
+    """Labels kept per prediction: `inference.topK`, else 5 or the class count if smaller."""
+    k = config.inference.top_k
+    if k is None:
+        return min(5, classes)
+    if k > classes:
+        raise InputError(f"inference.topK: {k} is more than the {classes} classes the model predicts")
+    return k
+
+
+def predict(rows, config: PipelineConfig, pool: resources.Pool, model, geometry: Geometry, with_truth: bool,
+            top_k: int = 1):
     """Predictions for rows of uint8 `image`s: the one prediction path (CPU or GPU actors)."""
     return rows.map_batches(
         Predictor,
@@ -212,6 +224,7 @@ def predict(rows, config: PipelineConfig, pool: resources.Pool, model, geometry:
             "precision": config.inference.precision,
             "threads": pool.threads,
             "with_truth": with_truth,
+            "top_k": top_k,
         },
         batch_size=config.inference.batch_size,
         batch_format="numpy",
@@ -299,6 +312,7 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
     progress.stage("split")
     split = split_images(prep.tally.usable, config)
     counts.update(train=len(split.train), validation=len(split.valid), classes=len(split.class_names))
+    top_k = top_k_of(config, len(split.class_names))  # a bad topK is refused before training
 
     progress.stage("train", total=None)
     with _timed(timings, "train"):
@@ -313,14 +327,16 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
     with _timed(timings, "infer"):
         rows, with_truth, total = images_to_predict(store, config, prep, split, geometry)
         progress.stage("infer", total=total)
-        predicted = write_predictions(predict(rows, config, plan.infer, result.checkpoint, geometry, with_truth),
-                                      store, attempt)
+        predicted = write_predictions(predict(rows, config, plan.infer, result.checkpoint, geometry, with_truth,
+                                              top_k), store, attempt)
 
     progress.stage("commit")
-    pred_accuracy = None
+    evaluation = None
     if "true_label" in predicted:
-        pred_accuracy = commit.accuracy_of(list(predicted["true_label"]), list(predicted["predicted_label"]))
+        evaluation = evaluate(list(predicted["true_label"]), list(predicted["predicted_label"]), split.class_names,
+                              list(predicted["top_labels"]), list(predicted["top_scores"]))
     counts["predicted"] = len(predicted)
+    training_record = json.loads(store.read_bytes(layout.training_record))
     timings["total"] = time.perf_counter() - start
     summary = commit.build_summary(
         run_id=config.run_id,
@@ -330,10 +346,10 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
         quarantined=prep.tally.quarantined,
         class_names=split.class_names,
         train_metrics=result.metrics,
-        prediction_accuracy=pred_accuracy,
+        evaluation=evaluation,
         checkpoint_uri=checkpoint_uri,
         timings=timings,
-        sync=json.loads(store.read_bytes(layout.training_record)),
+        sync=training_record,
         prepared={"uri": prep.uri, "bytes": prep.bytes, "rows": counts["read"], "reused": prep.reused,
                   "feed": feed, "geometry": geometry.to_dict()},
     )

@@ -23,6 +23,7 @@ import pytest
 import deploy
 from chart.helmchart import Helm, prepare_chart
 from kind.cluster import KindCluster
+from support import phases
 
 
 def pytest_collection_modifyitems(config, items):
@@ -56,6 +57,7 @@ def e2e(tmp_path_factory):
         t = time.monotonic()
         out = fn(*args)
         timings[name] = round(time.monotonic() - t, 1)
+        phases.record(f"  e2e set-up: {name}", timings[name])
         deploy.log(f"{name}: {timings[name]}s")
         return out
 

@@ -204,3 +204,52 @@ def test_no_credential_appears_in_anything_the_run_wrote(full_run, s3):
     texts += [client.get_object(Bucket="runs", Key=k)["Body"].read().decode(errors="replace") for k in written]
     for secret in (ACCESS_KEY, SECRET_KEY):
         assert not [t[:200] for t in texts if secret in t]
+
+
+def test_evaluation_agrees_with_the_predictions(full_run, s3):
+    """Per-class figures, the confusion matrix and top-5 accuracy in the summary are those of
+    the Parquet predictions; each prediction keeps its five best labels, best first."""
+    summary = full_run["summary"]
+    ev, df = summary["evaluation"], predictions(s3, predictions_of(summary))
+    assert ev["images"] == len(df) and ev["accuracy"] == pytest.approx(summary["metrics"]["predictionAccuracy"])
+    for name in NAMES:
+        mine = df[df["true_label"] == name]
+        assert ev["perClass"][name]["support"] == len(mine)
+        assert ev["perClass"][name]["recall"] == pytest.approx((mine["predicted_label"] == name).mean())
+    matrix = ev["confusionMatrix"]
+    assert matrix["labels"] == summary["classes"] and sum(map(sum, matrix["counts"])) == len(df)
+    assert all(len(t) == 5 for t in df["top_labels"]) and (df["top_labels"].str[0] == df["predicted_label"]).all()
+    assert all(list(s) == sorted(s, reverse=True) for s in df["top_scores"])
+    in_top5 = [t in set(top) for t, top in zip(df["true_label"], df["top_labels"])]
+    assert ev["top5Accuracy"] == pytest.approx(sum(in_top5) / len(df)) and ev["top5Accuracy"] >= ev["accuracy"]
+    assert summary["metrics"]["macroF1"] == ev["macroF1"] > 0.5
+
+
+def test_training_history_has_every_evaluation(full_run):
+    history = full_run["summary"]["history"]
+    evals = [h for h in history if "eval_accuracy" in h]
+    assert [h["epoch"] for h in evals] == pytest.approx([float(e) for e in range(1, 21)])
+    assert any("loss" in h for h in history) and [h["step"] for h in history] == sorted(h["step"] for h in history)
+    assert "history" not in full_run["summary"]["training"]
+
+
+def test_show_reads_the_finished_run_from_s3(full_run, s3):
+    import json
+    import subprocess
+    import sys
+
+    from helpers import cli_env
+
+    def show(*args):
+        return subprocess.run([sys.executable, "-m", "vitpipeline", "show", "s3://runs/out/digits-full", *args],
+                              capture_output=True, text=True, timeout=120, env=cli_env(s3))
+
+    as_json = show("--json")
+    assert as_json.returncode == 0, as_json.stderr[-2000:]
+    state = json.loads(as_json.stdout)
+    assert (state["state"], state["summary"]) == ("Succeeded", full_run["summary"])
+    text = show()
+    assert text.stdout.startswith("run digits-full: Succeeded\n") and "macro F1" in text.stdout
+    missing = subprocess.run([sys.executable, "-m", "vitpipeline", "show", "s3://runs/out/no-such-run"],
+                             capture_output=True, text=True, timeout=120, env=cli_env(s3))
+    assert missing.returncode == 1 and missing.stderr.strip().startswith("vitpipeline: run: no run at")

@@ -75,6 +75,7 @@ def test_names_and_columns():
     assert version["subresources"] == {"status": {}}
     columns = version["additionalPrinterColumns"]
     # `kubectl get vitp` shows these; -o wide adds the priority-1 ones.
-    assert [c["name"] for c in columns if not c.get("priority")] == ["Phase", "Stage", "Progress", "Accuracy", "Age"]
+    assert [c["name"] for c in columns if not c.get("priority")] == ["Phase", "Stage", "Progress", "Accuracy", "MacroF1",
+                                                                     "Age"]
     assert [c["name"] for c in columns if c.get("priority")] == ["RayJob", "Reason"]
     assert next(c for c in columns if c["name"] == "Progress")["jsonPath"] == ".status.progress.summary"

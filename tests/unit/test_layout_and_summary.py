@@ -1,7 +1,8 @@
 import datetime as dt
 
 from vitpipeline.cli import encode_config_b64, load_config_b64, results_table
-from vitpipeline.stages.commit import accuracy_of, build_summary
+from vitpipeline.metrics.evaluation import evaluate
+from vitpipeline.stages.commit import build_summary
 from vitpipeline.config import parse_config
 from vitpipeline.storage.layout import RunLayout, attempt_id
 
@@ -25,11 +26,6 @@ def test_attempt_ids_sort_by_start_time_in_utc():
     assert sorted([late, early]) == [early, late]
 
 
-def test_accuracy_ignores_unknown_truth():
-    assert accuracy_of(["a", "b", None, "c"], ["a", "x", "z", "c"]) == 2 / 3
-    assert accuracy_of([None], ["a"]) is None
-
-
 def test_summary_and_table():
     lay = RunLayout("/out", "r")
     s = build_summary(
@@ -40,16 +36,21 @@ def test_summary_and_table():
         quarantined=[{"path": "/d/x.jpg", "reason": "corrupt image"}],
         class_names=["a", "b"],
         train_metrics={"eval_accuracy": 0.5, "eval_loss": 1.0, "loss": 2.0},
-        prediction_accuracy=0.5,
+        evaluation=evaluate(["a", "b"], ["a", "a"], ["a", "b"]),
         checkpoint_uri="/out/r/checkpoints/c",
         timings={"total": 12.3456},
-        sync={},
+        sync={"world_size": 1, "history": [{"step": 1, "epoch": 1.0, "loss": 2.0}]},
     )
-    assert s["metrics"] == {"accuracy": 0.5, "loss": 1.0, "predictionAccuracy": 0.5}
+    assert s["metrics"] == {"accuracy": 0.5, "loss": 1.0, "predictionAccuracy": 0.5, "macroF1": 1 / 3,
+                            "weightedF1": 1 / 3}
+    assert s["evaluation"]["perClass"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    # The history moves from the training record to the summary's top level, kept once.
+    assert s["history"] == [{"step": 1, "epoch": 1.0, "loss": 2.0}] and s["training"] == {"world_size": 1}
     assert s["timingsSeconds"] == {"total": 12.346}
     assert (s["attemptId"], s["predictionsUri"]) == ("a-1", "/out/r/attempts/a-1/predictions")
     table = results_table(s)
     assert "images usable / read  9 / 10" in table and "L: 2" in table and "0.5000" in table
+    assert "macro F1" in table and "0.3333" in table
 
 
 def test_config_b64_round_trip():

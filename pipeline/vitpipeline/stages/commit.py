@@ -10,13 +10,6 @@ from ..storage.store import Store
 SUMMARY_VERSION = 1
 
 
-def accuracy_of(true_labels, predicted_labels) -> float | None:
-    pairs = [(t, p) for t, p in zip(true_labels, predicted_labels) if t is not None]
-    if not pairs:
-        return None
-    return sum(t == p for t, p in pairs) / len(pairs)
-
-
 def build_summary(
     *,
     run_id: str,
@@ -26,15 +19,22 @@ def build_summary(
     quarantined: list[dict],
     class_names: list[str],
     train_metrics: dict,
-    prediction_accuracy: float | None,
+    evaluation: dict | None,
     checkpoint_uri: str,
     timings: dict,
     sync: dict,
     prepared: dict | None = None,
 ) -> dict:
+    """The run's record. `metrics` holds the scalars the operator's status shows: the best
+    checkpoint's evaluation during training and, from the predictions (when their labels are
+    known), accuracy as `predictionAccuracy`, macro and weighted F1 and top-5 accuracy;
+    `evaluation` the per-class figures and confusion matrix; `history` the training log."""
     metrics = {k.removeprefix("eval_"): v for k, v in train_metrics.items() if k.startswith("eval_")}
-    if prediction_accuracy is not None:
-        metrics["predictionAccuracy"] = prediction_accuracy
+    if evaluation is not None:
+        metrics["predictionAccuracy"] = evaluation["accuracy"]
+        metrics.update({k: v for k, v in evaluation.items() if k in ("macroF1", "weightedF1", "top5Accuracy")})
+    sync = dict(sync)
+    history = sync.pop("history", [])
     return {
         "version": SUMMARY_VERSION,
         "runId": run_id,
@@ -44,6 +44,8 @@ def build_summary(
         "counts": counts,
         "quarantined": quarantined,
         "metrics": metrics,
+        "evaluation": evaluation,
+        "history": history,
         "checkpointUri": checkpoint_uri,
         "predictionsUri": attempt.predictions,
         "summaryUri": layout.summary,

@@ -351,6 +351,7 @@ def train_loop(plan: TrainPlan) -> None:
     if ctx.get_world_rank() == 0:
         import json
 
+        from ..metrics.evaluation import history
         from ..storage.store import Store
 
         record = {
@@ -362,6 +363,8 @@ def train_loop(plan: TrainPlan) -> None:
             "world_size": ctx.get_world_size(),
             "workers": workers,
             "augment": plan.augment,
+            # Restored from the checkpoint on a resume, so it covers the whole run.
+            "history": history(trainer.state.log_history, plan.steps_per_epoch),
         }
         Store(plan.storage).write_bytes(plan.sync_uri, json.dumps(record).encode())
 
