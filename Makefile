@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast test-unit test-integration test-kube test-images e2e-kind testbed kind-node images bench bench-gpu lock clean
+.PHONY: setup browser demo test test-fast test-unit test-integration test-kube test-images e2e-kind testbed kind-node images bench bench-gpu lock clean
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -32,21 +32,27 @@ kind-node: testbed
 PHASE := tests/support/phase.sh
 
 # Every suite, the kind end-to-end run included; ends with the time each phase took.
-# The e2e images build in the background beside the two Go builds (log: .cache/images-build.log).
+# Chromium (for the report's browser test) and the e2e images are installed and built in the
+# background beside the two Go builds (log: .cache/images-build.log).
 test:
 	@$(PHASE) --reset
 	@$(PHASE) "python env (uv sync)" $(MAKE) --no-print-directory setup
 	@mkdir -p .cache; \
-	  $(PHASE) "e2e images (beside the Go builds)" tests/e2e/build-images.sh > .cache/images-build.log 2>&1 & \
+	  { $(PHASE) "chromium (beside the Go builds)" tests/support/chromium.sh && \
+	    $(PHASE) "e2e images (beside the Go builds)" tests/e2e/build-images.sh; } > .cache/images-build.log 2>&1 & \
 	  images=$$!; trap 'kill $$images 2>/dev/null' EXIT; \
 	  $(PHASE) "testbed (control plane from Go modules)" $(MAKE) --no-print-directory testbed && \
 	  $(PHASE) "kind node image" $(MAKE) --no-print-directory kind-node && \
-	  { wait $$images || { tail -n 40 .cache/images-build.log >&2; echo "e2e images: build failed" >&2; exit 1; }; } && \
+	  { wait $$images || { tail -n 40 .cache/images-build.log >&2; echo "background set-up failed" >&2; exit 1; }; } && \
 	  trap - EXIT
 	$(PY) -m pytest tests -v --durations=20
 
+# Debian's Chromium, for the browser test of report.html.
+browser:
+	tests/support/chromium.sh
+
 # Everything but the kind end-to-end run.
-test-fast: setup testbed
+test-fast: setup testbed browser
 	$(PY) -m pytest tests -v -m "not e2e" --durations=15
 
 # ViTPipeline -> Succeeded on a real kind cluster (builds what it needs; tears the cluster down).
@@ -56,7 +62,7 @@ e2e-kind: setup testbed kind-node
 test-unit: setup
 	$(PY) -m pytest tests/unit tests/operator -q
 
-test-integration: setup
+test-integration: setup browser
 	$(PY) -m pytest tests/integration -v
 
 test-kube: setup testbed

@@ -122,6 +122,7 @@ def status_schema() -> dict:
             "metrics": {**free, "description": "From the run's summary.json."},
             "counts": {**free, "description": "From the run's summary.json."},
             "checkpointUri": _str(), "predictionsUri": _str(), "summaryUri": _str(),
+            "reportUri": _str("The run's report.html: curves, confusion matrix, mistakes, timings."),
             "driverLogUri": _str("The Ray driver's log, kept in S3 after the Ray pods are gone."),
             "progressUri": _str(),
         },

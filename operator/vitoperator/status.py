@@ -96,7 +96,7 @@ def mirror_fields(rayjob: dict) -> dict:
 def summary_fields(summary: dict) -> dict:
     """What the ViTPipeline's status shows from a run's summary.json."""
     out = {k: summary[k] for k in ("metrics", "counts", "checkpointUri", "predictionsUri", "summaryUri",
-                                        "driverLogUri")
+                                        "driverLogUri", "reportUri")
            if summary.get(k) is not None}
     if isinstance(out.get("metrics"), dict):
         out["metrics"] = {k: v for k, v in out["metrics"].items() if v is not None}

@@ -254,6 +254,17 @@ def write_predictions(predictions, store: Store, attempt: AttemptLayout):
     return predictions.to_pandas()
 
 
+def write_report(store: Store, attempt: AttemptLayout, summary: dict, predicted) -> None:
+    """report.html under the attempt's prefix, from the summary and the most confident
+    mistakes' own image files (a handful, read back for their thumbnails)."""
+    from . import report
+
+    mistakes = report.most_confident_mistakes(predicted)
+    for m in mistakes:
+        m["thumbnail"] = report.thumbnail(store.read_bytes(m["path"]))
+    store.write_bytes(attempt.report, report.build(summary, mistakes).encode())
+
+
 # --- the run ------------------------------------------------------------------------------
 
 
@@ -353,6 +364,7 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
         prepared={"uri": prep.uri, "bytes": prep.bytes, "rows": counts["read"], "reused": prep.reused,
                   "feed": feed, "geometry": geometry.to_dict()},
     )
+    write_report(store, attempt, summary, predicted)
     committed = commit.write_summary(store, layout, summary)
     if committed is not summary:
         echo(f"[vitpipeline] another attempt of run {config.run_id} committed first; keeping its summary")

@@ -8,7 +8,7 @@ import time
 
 from .config import StorageSpec
 from .errors import InputError
-from .storage.layout import RunLayout, join
+from .storage.layout import RunLayout
 from .storage.store import Store
 
 # Exit codes, for scripts: the run finished, is under way, failed; no run at that location.
@@ -33,8 +33,8 @@ def run_state(store: Store, layout: RunLayout, now: float | None = None) -> dict
         raise InputError(f"run: no run at {layout.root} (neither summary.json nor progress.json)")
     state = {"runId": layout.run_id, "uri": layout.root, "progress": progress, "summary": summary}
     if summary is not None:
-        report = join(layout.root, "report.html")
-        state.update(state="Succeeded", stage="done", reportUri=report if store.exists(report) else None)
+        report = summary.get("reportUri")
+        state.update(state="Succeeded", stage="done", reportUri=report if report and store.exists(report) else None)
     elif progress.get("stage") == "failed":
         state.update(state="Failed", stage=progress.get("failedStage"), error=progress.get("error"))
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 from collections import Counter
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -253,3 +254,36 @@ def test_show_reads_the_finished_run_from_s3(full_run, s3):
     missing = subprocess.run([sys.executable, "-m", "vitpipeline", "show", "s3://runs/out/no-such-run"],
                              capture_output=True, text=True, timeout=120, env=cli_env(s3))
     assert missing.returncode == 1 and missing.stderr.strip().startswith("vitpipeline: run: no run at")
+
+
+def test_report_opens_in_a_real_browser(full_run, s3, tmp_path):
+    """report.html, written before the commit and named by the summary, loads in headless
+    Chromium with no error and no request outside the page, every figure drawn; the
+    screenshot is kept at .cache/report-digits.png."""
+    import shutil
+
+    from support.browser import render
+
+    summary = full_run["summary"]
+    assert summary["reportUri"] == f"s3://runs/out/digits-full/attempts/{summary['attemptId']}/report.html"
+    key = summary["reportUri"].removeprefix("s3://runs/")
+    client = s3.client()
+    head = client.head_object(Bucket="runs", Key=key)
+    assert head["LastModified"] <= client.head_object(Bucket="runs", Key="out/digits-full/summary.json")["LastModified"]
+    page = tmp_path / "report.html"
+    page.write_bytes(client.get_object(Bucket="runs", Key=key)["Body"].read())
+    shown = render(page, tmp_path / "report.png")
+    assert shown.errors == [] and shown.requests == []
+    ids = [f["id"] for f in shown.figures]
+    assert ids[:2] == ["curves", "confusion"] and ids[-1] == "timings"
+    mistakes = ids[2:-1]  # thumbnails, titled with their paths
+    assert mistakes or summary["metrics"]["predictionAccuracy"] == 1.0
+    assert all(m.startswith("s3://data/digits/") for m in mistakes)
+    assert all(f["loaded"] and f["width"] > 0 and f["shown"] > 0 for f in shown.figures), shown.figures
+    for name in NAMES:
+        assert name in shown.text
+    assert f"{summary['metrics']['macroF1']:.4f}" in shown.text
+    assert shown.screenshot.stat().st_size > 20_000
+    kept = Path(__file__).resolve().parents[2] / ".cache" / "report-digits.png"
+    kept.parent.mkdir(exist_ok=True)
+    shutil.copy(shown.screenshot, kept)

@@ -26,11 +26,13 @@ def _run(tmp_path, **files):
 
 
 def test_a_finished_run_shows_its_results_and_report(tmp_path, capsys):
-    run = _run(tmp_path, summary_json=SUMMARY, progress_json={"stage": "done"}, report_html="<html></html>")
+    report = str(tmp_path / "out" / "r1" / "report.html")
+    run = _run(tmp_path, summary_json={**SUMMARY, "reportUri": report}, progress_json={"stage": "done"},
+               report_html="<html></html>")
     assert main(["show", run]) == 0
     out = capsys.readouterr().out
     assert out.startswith("run r1: Succeeded\n") and "macro F1" in out and "0.2500" in out
-    assert out.rstrip().endswith(f"report: {run}/report.html")
+    assert out.rstrip().endswith(f"report: {report}")
 
 
 def test_a_running_run_shows_stage_and_progress(tmp_path, capsys):

@@ -49,6 +49,7 @@ def build_summary(
         "checkpointUri": checkpoint_uri,
         "predictionsUri": attempt.predictions,
         "summaryUri": layout.summary,
+        "reportUri": attempt.report,
         "driverLogUri": layout.driver_log,
         "timingsSeconds": {k: round(v, 3) for k, v in timings.items()},
         "training": sync,

@@ -46,6 +46,11 @@ class AttemptLayout:
         return join(self.root, "driver.log")
 
     @property
+    def report(self) -> str:
+        """report.html: what a person reads; written before the commit, named by the summary."""
+        return join(self.root, "report.html")
+
+    @property
     def prepared(self) -> str:
         """The shard set this attempt prepares: every listed image once, uint8 at the
         model's size (or zeros with its reason when quarantined)."""
