@@ -83,7 +83,11 @@ def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def _run(config: PipelineConfig) -> int:
+def _run(config: PipelineConfig, verbose: bool = False) -> int:
+    """Run `config`. Ray's, Hugging Face's and torch's own output goes to the driver log only
+    (kept under the run's prefix) unless `verbose`; the screen gets the stage lines, training
+    progress, the results table and, on failure, one line."""
+    from .console import Console, progress_reader
     from .stages.commit import read_summary
     from .storage.driverlog import FdTee
     from .storage.layout import RunLayout
@@ -94,18 +98,21 @@ def _run(config: PipelineConfig) -> int:
     # A finished run is not run again, and its log is left as it was.
     keep_log = read_summary(store, layout) is None
     attempt = new_attempt_id()
-    tee = FdTee()
+    tee = FdTee(quiet=not verbose)
     try:
-        with tee:  # the error goes into the kept log too
+        with tee, Console(tee.say, tee.isatty(), progress_reader(store, layout.progress)) as console:
             try:
-                summary = run(config, attempt=attempt)
+                summary = run(config, attempt=attempt, echo=console.say)
             except PipelineError as err:
-                print(f"vitpipeline: {err}", file=sys.stderr)
+                console.say(f"vitpipeline: {err}", err=True)
                 return 1
-            except Exception:
-                traceback.print_exc()
+            except Exception as err:
+                traceback.print_exc()  # into the driver log (and on screen when verbose)
+                where = "above" if verbose else f"in {layout.driver_log}"
+                first = (str(err).strip().splitlines() or [""])[0]
+                console.say(f"vitpipeline: {type(err).__name__}: {first} (traceback {where})", err=True)
                 return 1
-            print(results_table(summary))
+            console.say(results_table(summary))
         return 0
     finally:
         if keep_log:
@@ -137,8 +144,8 @@ def encode_config_b64(config: PipelineConfig) -> str:
 
 def cmd_run(args) -> int:
     if args.config_b64:
-        return _run(load_config_b64(args.config_b64))
-    return _run(load_config_file(args.config, echo=print))
+        return _run(load_config_b64(args.config_b64), args.verbose)
+    return _run(load_config_file(args.config, echo=print), args.verbose)
 
 
 def cmd_check(args) -> int:
@@ -170,7 +177,7 @@ def cmd_demo(args) -> int:
         print(f"[vitpipeline] saving a tiny ViT to {model}")
         save_tiny_vit(model)
     cfg = demo_config(str(data), str(model), args.output or str(work / "output"), run_id=args.run_id)
-    return _run(parse_config(cfg))
+    return _run(parse_config(cfg), args.verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--config", help="YAML or JSON config file")
     group.add_argument("--config-b64", help="base64 of the JSON config (used by RayJob entrypoints)")
+    p.add_argument("--verbose", action="store_true", help="show Ray's and Hugging Face's own output too")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("check", help="validate a config file and exit")
     p.add_argument("--config", required=True)
@@ -196,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="demo-data")
     p.add_argument("--output", default=None)
     p.add_argument("--run-id", default="demo")
+    p.add_argument("--verbose", action="store_true", help="show Ray's and Hugging Face's own output too")
     p.set_defaults(fn=cmd_demo)
     args = parser.parse_args(argv)
     try:

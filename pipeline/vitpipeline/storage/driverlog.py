@@ -2,7 +2,9 @@
 logs) once the job ends, so whoever finds a failed run later still reads why.
 
 Output is captured at the file-descriptor level (fd 1 and 2), so print(), logging and what
-Ray forwards from its workers are all kept, while still reaching the terminal as before.
+Ray forwards from its workers are all kept. Quiet (the CLI's default), the captured output goes
+to the log only and the screen gets just what `say` writes (kept in the log too); verbose,
+everything reaches the screen as well.
 """
 
 from __future__ import annotations
@@ -43,20 +45,43 @@ class Tail:
 class FdTee:
     """Copies everything written to fds 1 and 2 into a Tail while passing it through."""
 
-    def __init__(self, tail: Tail | None = None, fds: tuple[int, ...] = (1, 2)):
+    def __init__(self, tail: Tail | None = None, fds: tuple[int, ...] = (1, 2), quiet: bool = False):
         self.tail = tail or Tail()
         self._fds = fds
+        self._quiet = quiet
         self._saved: dict[int, int] = {}
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
     def _pump(self, read_fd: int, out_fd: int) -> None:
         while chunk := os.read(read_fd, 65536):
             self.tail.add(chunk)
+            if not self._quiet:
+                self._write(out_fd, chunk)
+        os.close(read_fd)
+
+    def _write(self, fd: int, data: bytes) -> None:
+        with self._lock:
             try:
-                os.write(out_fd, chunk)
+                os.write(fd, data)
             except OSError:
                 pass
-        os.close(read_fd)
+
+    def say(self, text: str, err: bool = False, end: str = "\n") -> None:
+        """A line for the person at the screen (stderr with `err`), kept in the log as well."""
+        fd = 2 if err else 1
+        data = (text + end).encode()
+        if fd not in self._saved:  # not capturing: plain output
+            (sys.stderr if err else sys.stdout).write(text + end)
+            (sys.stderr if err else sys.stdout).flush()
+            return
+        if end == "\n":
+            self.tail.add(data)
+        self._write(self._saved[fd], data)
+
+    def isatty(self) -> bool:
+        fd = self._saved.get(1, 1)
+        return os.isatty(fd)
 
     def __enter__(self) -> FdTee:
         sys.stdout.flush()
