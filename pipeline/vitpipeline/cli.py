@@ -91,7 +91,7 @@ def _run(config: PipelineConfig, verbose: bool = False) -> int:
     from .stages.commit import read_summary
     from .storage.driverlog import FdTee
     from .storage.layout import RunLayout
-    from .runner import new_attempt_id, run
+    from .runner import new_attempt_id
     from .storage.store import Store
 
     store, layout = Store(config.storage), RunLayout(config.output.uri, config.run_id)
@@ -102,30 +102,48 @@ def _run(config: PipelineConfig, verbose: bool = False) -> int:
     try:
         with tee, Console(tee.say, tee.isatty(), progress_reader(store, layout.progress)) as console:
             try:
-                summary = run(config, attempt=attempt, echo=console.say)
-            except PipelineError as err:
-                console.say(f"vitpipeline: {err}", err=True)
-                return 1
-            except Exception as err:
-                traceback.print_exc()  # into the driver log (and on screen when verbose)
-                where = "above" if verbose else f"in {layout.driver_log}"
-                first = (str(err).strip().splitlines() or [""])[0]
-                console.say(f"vitpipeline: {type(err).__name__}: {first} (traceback {where})", err=True)
-                return 1
-            console.say(results_table(summary))
-        return 0
+                return _run_and_report(config, attempt, console.say, verbose, layout.driver_log)
+            finally:
+                # Inside the capture: Ray prints what its workers logged last as it shuts down.
+                _shutdown_ray()
     finally:
         if keep_log:
-            save_driver_log(store, layout, attempt, tee.tail.value())
+            save_driver_log(store, layout, attempt, tee.tail.value(), tee.say)
 
 
-def save_driver_log(store, layout, attempt: str, data: bytes) -> None:
+def _run_and_report(config: PipelineConfig, attempt: str, say, verbose: bool, driver_log: str) -> int:
+    from .runner import run
+
+    try:
+        summary = run(config, attempt=attempt, echo=say)
+    except PipelineError as err:
+        say(f"vitpipeline: {err}", err=True)
+        return 1
+    except Exception as err:
+        traceback.print_exc()  # into the driver log (and on screen when verbose)
+        first = (str(err).strip().splitlines() or [""])[0]
+        say(f"vitpipeline: {type(err).__name__}: {first} (traceback {'above' if verbose else 'in ' + driver_log})",
+            err=True)
+        return 1
+    say(results_table(summary))
+    return 0
+
+
+def _shutdown_ray() -> None:
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def save_driver_log(store, layout, attempt: str, data: bytes, say) -> None:
     """This attempt's log under its own prefix, and driver.log as the latest attempt's copy."""
     for uri in (layout.attempt(attempt).driver_log, layout.driver_log):
         try:
             store.write_bytes(uri, data)
         except OSError as err:
-            print(f"[vitpipeline] could not save the driver log to {uri}: {err}", file=sys.stderr)
+            say(f"[vitpipeline] could not save the driver log to {uri}: {err}", err=True)
             return
 
 

@@ -99,9 +99,17 @@ class FdTee:
     def __exit__(self, *exc) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
+        # Quiet, what libraries still print as the process winds down (Ray's last forwarded
+        # worker lines, progress bars closed at exit) is dropped rather than shown; `say`
+        # keeps reaching the screen through the saved descriptors.
+        devnull = os.open(os.devnull, os.O_WRONLY) if self._quiet else None
         for fd, saved in self._saved.items():
-            os.dup2(saved, fd)  # closes the pipe's last write end: the pump sees EOF
+            os.dup2(devnull if self._quiet else saved, fd)  # closes the pipe's last write end: EOF
         for t in self._threads:
             t.join(timeout=2)  # a child process may still hold the pipe open
+        if self._quiet:
+            os.close(devnull)
+            return
         for saved in self._saved.values():
             os.close(saved)
+        self._saved.clear()
