@@ -11,6 +11,8 @@ import json
 import threading
 import time
 
+from .storage.progress import STAGE_LINE
+
 
 class _ToScreen:
     """A file-like object tqdm writes through: the screen, never the captured log."""
@@ -59,8 +61,8 @@ class Console:
             self._say(text, **kw)
             if self._bar is not None:
                 self._bar.refresh()
-            if text.startswith("[vitpipeline] stage: "):
-                self._stage = text.removeprefix("[vitpipeline] stage: ").split(" ")[0]
+            if text.startswith(STAGE_LINE):
+                self._stage = text.removeprefix(STAGE_LINE).split(" ")[0]
                 self._close_bar()
 
     def __enter__(self) -> Console:

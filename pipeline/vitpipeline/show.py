@@ -25,10 +25,10 @@ def layout_of(run_uri: str) -> RunLayout:
 
 def run_state(store: Store, layout: RunLayout, now: float | None = None) -> dict:
     """{runId, state: Succeeded|Running|Failed, stage, progress, summary, reportUri}."""
-    def read(uri):
-        return json.loads(store.read_bytes(uri)) if store.exists(uri) else None
+    from .console import progress_reader
+    from .stages.commit import read_summary
 
-    summary, progress = read(layout.summary), read(layout.progress)
+    summary, progress = read_summary(store, layout), progress_reader(store, layout.progress)()
     if summary is None and progress is None:
         raise InputError(f"run: no run at {layout.root} (neither summary.json nor progress.json)")
     state = {"runId": layout.run_id, "uri": layout.root, "progress": progress, "summary": summary}

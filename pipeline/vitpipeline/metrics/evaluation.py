@@ -32,17 +32,17 @@ def evaluate(true_labels, predicted_labels, class_names: list[str], top_labels=N
                             "counts": confusion_matrix(y_true, y_pred, labels=class_names).tolist()},
     }
     if len(class_names) >= TOP_K_ACCURACY and top_labels is not None and len(top_labels[keep[0]]) >= TOP_K_ACCURACY:
+        index = {c: i for i, c in enumerate(class_names)}
         out[f"top{TOP_K_ACCURACY}Accuracy"] = float(top_k_accuracy_score(
-            [class_names.index(t) for t in y_true], _score_matrix(top_labels, top_scores, keep, class_names),
+            [index[t] for t in y_true], _score_matrix(top_labels, top_scores, keep, index),
             k=TOP_K_ACCURACY, labels=list(range(len(class_names)))))
     return out
 
 
-def _score_matrix(top_labels, top_scores, rows, class_names) -> np.ndarray:
+def _score_matrix(top_labels, top_scores, rows, index: dict[str, int]) -> np.ndarray:
     """Each image's kept top-k scores in a full (images × classes) matrix, 0 elsewhere: every
     softmax score is positive, so the matrix ranks the kept labels exactly as the model did."""
-    index = {c: i for i, c in enumerate(class_names)}
-    scores = np.zeros((len(rows), len(class_names)), dtype=np.float64)
+    scores = np.zeros((len(rows), len(index)), dtype=np.float64)
     for r, i in enumerate(rows):
         for label, score in zip(top_labels[i], top_scores[i]):
             scores[r, index[label]] = score

@@ -9,6 +9,9 @@ import time
 from ..storage.store import Store
 
 
+STAGE_LINE = "[vitpipeline] stage: "  # how a new stage is announced (the CLI's console follows it)
+
+
 class Progress:
     def __init__(self, store: Store | None, uri: str, run_id: str, min_interval_s: float = 3.0, echo=print):
         self._store = store
@@ -20,7 +23,7 @@ class Progress:
 
     def stage(self, name: str, total: int | None = None) -> None:
         self.record.update(stage=name, done=0, total=total)
-        self._echo(f"[vitpipeline] stage: {name}" + (f" ({total} items)" if total else ""))
+        self._echo(f"{STAGE_LINE}{name}" + (f" ({total} items)" if total else ""))
         self._write(force=True)
 
     def update(self, **fields) -> None:
