@@ -220,6 +220,8 @@ CASES: list[Case] = [
             {"spec.pipeline.training.useGpu": True, "spec.pipeline.training.numWorkers": 3,
              "spec.workers.replicas": 2, "spec.workers.gpusPerWorker": 1},
             "pipeline.training.numWorkers=3 GPU workers cannot fit on workers.replicas=2 x gpusPerWorker=1"),
+    _status("status-cpu-limit-below-request", "a CPU limit below the CPU request",
+            {"spec.workers.cpuLimit": "500m"}, "workers: cpuLimit=500m must be at least cpu=1"),
     _status("status-half-precision-on-cpu", "fp16 inference on CPU", {"spec.pipeline.inference.precision": "fp16"},
             "pipeline: inference.precision fp16 needs inference.useGpu: true"),
     _status("status-label-and-labels-csv", "a source label and a labels CSV",

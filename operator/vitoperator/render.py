@@ -6,11 +6,13 @@ Every pod passes the Kubernetes "restricted" Pod Security profile. Credentials a
 
 from __future__ import annotations
 
+import math
+
 from vitpipeline.cli import encode_config_b64
 from vitpipeline.storage.layout import RunLayout
 
 from . import names
-from .spec import ViTPipelineSpec, pipeline_config
+from .spec import ViTPipelineSpec, WorkersSpec, pipeline_config, quantity
 
 RAY_UID = 1000  # the `ray` user of the rayproject/ray images
 RAY_GID = 100
@@ -49,11 +51,19 @@ def env(spec: ViTPipelineSpec) -> list[dict]:
     return out
 
 
-def _resources(cpu: str, memory: str, gpus: int = 0) -> dict:
+def _resources(cpu: str, memory: str, gpus: int = 0, cpu_limit: str | None = None) -> dict:
     res = {"cpu": cpu, "memory": memory}
     if gpus:
         res["nvidia.com/gpu"] = str(gpus)
-    return {"requests": dict(res), "limits": dict(res)}
+    return {"requests": dict(res), "limits": {**res, "cpu": cpu_limit or cpu}}
+
+
+def _worker_start_params(w: WorkersSpec) -> dict:
+    # KubeRay derives num-cpus from the CPU limit; above the request, Ray would plan with CPU the
+    # pod is not guaranteed, so it plans with the request (rounded up, as KubeRay rounds).
+    if w.cpu_limit is None:
+        return {}
+    return {"num-cpus": str(max(1, math.ceil(quantity(w.cpu))))}
 
 
 def pod_template(spec: ViTPipelineSpec, container: dict, **pod_fields) -> dict:
@@ -81,7 +91,7 @@ def cluster_spec(spec: ViTPipelineSpec) -> dict:
     w = spec.workers
     head = pod_template(spec, {
         "name": "ray-head",
-        "resources": _resources(spec.head.cpu, spec.head.memory),
+        "resources": _resources(spec.head.cpu, spec.head.memory, cpu_limit=spec.head.cpu_limit),
         "ports": [{"name": "gcs", "containerPort": 6379}, {"name": "dashboard", "containerPort": 8265},
                   {"name": "client", "containerPort": 10001}],
     })
@@ -92,7 +102,7 @@ def cluster_spec(spec: ViTPipelineSpec) -> dict:
         worker_pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in w.tolerations]
     worker = pod_template(spec, {
         "name": "ray-worker",
-        "resources": _resources(w.cpu, w.memory, w.gpus_per_worker),
+        "resources": _resources(w.cpu, w.memory, w.gpus_per_worker, w.cpu_limit),
     }, **worker_pod)
     out = {
         "rayVersion": spec.ray_version,
@@ -103,7 +113,7 @@ def cluster_spec(spec: ViTPipelineSpec) -> dict:
         "workerGroupSpecs": [{
             "groupName": names.WORKER_GROUP,
             "replicas": w.replicas, "minReplicas": w.replicas, "maxReplicas": w.replicas,
-            "rayStartParams": {},
+            "rayStartParams": _worker_start_params(w),
             "template": worker,
         }],
     }

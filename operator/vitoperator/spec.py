@@ -7,6 +7,7 @@ resource). The CRD's OpenAPI schema is generated from these models (see crd.py).
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -75,9 +76,38 @@ class ClusterPipelineConfig(pc.PipelineConfig):
 # ---- the Ray cluster
 
 
+CPU_LIMIT_DESCRIPTION = (
+    "CPU limit of each pod. Default: cpu (requests equal limits: Guaranteed QoS, no CPU shared with "
+    "others). Higher lets the pod use idle CPU of its node above its request, e.g. for Ray's start-up "
+    "on a small request; Ray still plans with cpu.")
+
+
+_SUFFIX = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
+           "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20,
+           "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40}
+
+
+def quantity(value: str) -> Decimal:
+    """A Quantity as a number ("500m" -> 0.5). The `kubernetes` client has one too, but the
+    pipeline image (where `vitpipeline check` reads manifests) does not ship that client."""
+    number = value.rstrip("kMGTimi")
+    return Decimal(number) * _SUFFIX[value[len(number):]]
+
+
+def _limit_covers_request(cpu: str, limit: str | None) -> None:
+    if limit is not None and quantity(limit) < quantity(cpu):
+        raise ValueError(f"cpuLimit={limit} must be at least cpu={cpu}")
+
+
 class HeadSpec(_Model):
     cpu: Quantity = "2"
+    cpu_limit: Quantity | None = Field(default=None, description=CPU_LIMIT_DESCRIPTION)
     memory: Quantity = "8Gi"
+
+    @model_validator(mode="after")
+    def _limit(self) -> HeadSpec:
+        _limit_covers_request(self.cpu, self.cpu_limit)
+        return self
 
 
 class Toleration(_Model):
@@ -92,9 +122,15 @@ class WorkersSpec(_Model):
     replicas: int = Field(default=2, ge=1, le=1024)
     gpus_per_worker: int = Field(default=0, ge=0, le=16, description="nvidia.com/gpu per worker pod.")
     cpu: Quantity = "4"
+    cpu_limit: Quantity | None = Field(default=None, description=CPU_LIMIT_DESCRIPTION)
     memory: Quantity = "16Gi"
     node_selector: dict[str, Annotated[str, Field(max_length=253)]] = Field(default_factory=dict, max_length=32)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _limit(self) -> WorkersSpec:
+        _limit_covers_request(self.cpu, self.cpu_limit)
+        return self
 
 
 class SecretRef(_Model):

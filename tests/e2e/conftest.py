@@ -30,6 +30,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/e2e/" in str(item.path):
             item.add_marker(pytest.mark.e2e)
+            # The first test also pays for the cluster's set-up; a run may wait 30 min by itself.
+            item.add_marker(pytest.mark.timeout(2700))
 
 
 @dataclass

@@ -43,9 +43,11 @@ def pipeline_manifest(name: str, image: str, **over) -> dict:
     p["output"] = {"uri": f"s3://{BUCKET}/runs/"}
     p["storage"] = {"endpointUrl": S3_IN_CLUSTER, "region": deploy.REGION}
     # The node has 2 CPUs and the control plane, KubeRay, our operator and S3 request ~1.1 of them.
-    # Below 300m the head's `ray start` misses its own start-up timeout and KubeRay's probes.
-    spec["head"] = {"cpu": "300m", "memory": "3Gi"}  # num-cpus 0: the GCS, dashboard and driver
-    spec["workers"] = {"replicas": 1, "cpu": "500m", "memory": "4Gi"}  # Ray counts it as 1 CPU
+    # Requests fit in the rest; the limits let each pod burst into idle CPU: held to 300m, the
+    # dashboard agent's imports outlast the 15 s its raylet waits for the agent's port, and the
+    # raylet aborts ("Timed out waiting for file .../metrics_agent_port_*", a CrashLoopBackOff).
+    spec["head"] = {"cpu": "300m", "cpuLimit": "1", "memory": "3Gi"}  # num-cpus 0: GCS, dashboard, driver
+    spec["workers"] = {"replicas": 1, "cpu": "500m", "cpuLimit": "1", "memory": "4Gi"}  # num-cpus 1
     spec["ttlSecondsAfterFinished"] = 0
     spec["startupDeadlineSeconds"] = 600
     for path, value in over.items():

@@ -158,3 +158,26 @@ def test_child_name_is_length_checked(cpu_spec, name):
 
 def test_render_is_deterministic(cpu_spec):
     assert rendered(cpu_spec) == rendered(cpu_spec)
+
+
+def test_cpu_limit_above_the_request_bursts_but_ray_plans_with_the_request(cpu_spec):
+    job = rendered(with_changes(cpu_spec, {"head.cpu": "300m", "head.cpuLimit": "1",
+                                           "workers.cpu": "1500m", "workers.cpuLimit": "4"}))
+    cluster = job["spec"]["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]
+    [group] = cluster["workerGroupSpecs"]
+    worker = group["template"]["spec"]["containers"][0]["resources"]
+    assert (head["requests"]["cpu"], head["limits"]["cpu"]) == ("300m", "1")
+    assert (worker["requests"]["cpu"], worker["limits"]["cpu"]) == ("1500m", "4")
+    assert head["limits"]["memory"] == head["requests"]["memory"]  # memory stays Guaranteed
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    # KubeRay would take num-cpus from the limit (4); Ray plans with the request, rounded up.
+    assert group["rayStartParams"]["num-cpus"] == "2"
+
+
+def test_without_a_cpu_limit_requests_equal_limits_and_kuberay_counts_cpus(cpu_spec):
+    cluster = rendered(cpu_spec)["spec"]["rayClusterSpec"]
+    [group] = cluster["workerGroupSpecs"]
+    res = group["template"]["spec"]["containers"][0]["resources"]
+    assert res["requests"] == res["limits"]
+    assert "num-cpus" not in group["rayStartParams"]
