@@ -246,6 +246,8 @@ CASES: list[Case] = [
             "training.batchSize: Input should be greater than or equal to 1"),
     _config("config-inference-batch-zero", "a zero inference batch size", {"inference.batchSize": 0},
             "inference.batchSize: Input should be greater than or equal to 1"),
+    _config("config-report-to-unknown", "an experiment tracker that is not offered", {"training.reportTo": ["wandb"]},
+            "training.reportTo[0]: Input should be 'tensorboard'"),
     _config("config-epochs-zero", "zero epochs", {"training.epochs": 0}, "training.epochs: Input should be greater than 0"),
     _config("config-learning-rate-zero", "a zero learning rate", {"training.learningRate": 0},
             "training.learningRate: Input should be greater than 0"),

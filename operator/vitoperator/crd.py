@@ -47,6 +47,8 @@ def structural(schema: dict, defs: dict | None = None) -> dict:
             out[bound], out[key] = value, True
         elif key == "properties":
             out[key] = {name: structural(sub, defs) for name, sub in value.items()}
+        elif key == "const":  # a one-value Literal
+            out["enum"] = [value]
         elif key == "items":
             out[key] = structural(value, defs)
         elif key == "additionalProperties":

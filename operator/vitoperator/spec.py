@@ -7,6 +7,7 @@ resource). The CRD's OpenAPI schema is generated from these models (see crd.py).
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -90,8 +91,8 @@ _SUFFIX = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10) ** 3, "M": De
 def quantity(value: str) -> Decimal:
     """A Quantity as a number ("500m" -> 0.5). The `kubernetes` client has one too, but the
     pipeline image (where `vitpipeline check` reads manifests) does not ship that client."""
-    number = value.rstrip("kMGTimi")
-    return Decimal(number) * _SUFFIX[value[len(number):]]
+    number, suffix = re.fullmatch(r"([0-9.]+)(\D*)", value).groups()
+    return Decimal(number) * _SUFFIX[suffix]
 
 
 def _limit_covers_request(cpu: str, limit: str | None) -> None:

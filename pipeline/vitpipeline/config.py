@@ -123,6 +123,10 @@ class TrainingSpec(_Model):
     # auto: bf16 mixed precision where the hardware has it natively (precision.py), else fp32
     # (fp16 on GPUs without bf16).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # Passed to the Hugging Face Trainer's `report_to`. TensorBoard event files are copied to
+    # `<run>/tensorboard/` after every evaluation and at the end (rank 0 writes them). Other
+    # trackers need their own client and credentials in the image, so they are not offered.
+    report_to: list[Literal["tensorboard"]] = Field(default_factory=list, max_length=1)
 
 
 class InferenceSpec(_Model):

@@ -182,7 +182,7 @@ def train_model(store: Store, config: PipelineConfig, layout: RunLayout, prep: P
 
     plan = make_plan(config, split.class_names, len(split.train), resources_plan.train_workers, layout.training_record,
                      layout.progress, geometry=geometry, fail_marker=layout.root + "/.fault-fired",
-                     worker_cpus=resources_plan.train_worker_cpus)
+                     worker_cpus=resources_plan.train_worker_cpus, tensorboard_uri=layout.tensorboard)
     fs, storage_path = store.resolve(layout.checkpoints)
     train = shard_rows(store, config, prep, split, split.train, with_meta=False)
     valid = shard_rows(store, config, prep, split, split.valid, with_meta=False)
@@ -361,6 +361,7 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
         checkpoint_uri=checkpoint_uri,
         timings=timings,
         sync=training_record,
+        tensorboard_uri=layout.tensorboard if "tensorboard" in config.training.report_to else None,
         prepared={"uri": prep.uri, "bytes": prep.bytes, "rows": counts["read"], "reused": prep.reused,
                   "feed": feed, "geometry": geometry.to_dict()},
     )

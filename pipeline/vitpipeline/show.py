@@ -53,6 +53,8 @@ def describe(state: dict) -> str:
         lines = [head, results_table(state["summary"])]
         if state.get("reportUri"):
             lines.append(f"report: {state['reportUri']}")
+        if state["summary"].get("tensorboardUri"):
+            lines.append(f"tensorboard: {state['summary']['tensorboardUri']}")
         return "\n".join(lines)
     if state["state"] == "Failed":
         return f"{head} in stage {state['stage']}: {state['error']}"

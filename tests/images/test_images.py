@@ -99,7 +99,8 @@ def test_pipeline_image_runs_the_pipeline_on_s3(images, s3, demo_in_s3, tmp_path
         "data": {"sources": [{"uri": f"s3://{BUCKET_DATA}/digits"}]},
         "model": {"name": "/model"},
         "split": {"validationFraction": 0.2, "seed": 7},
-        "training": {"numWorkers": 1, "epochs": 1, "batchSize": 32, "learningRate": 1.5e-3, "augment": False},
+        "training": {"numWorkers": 1, "epochs": 1, "batchSize": 32, "learningRate": 1.5e-3, "augment": False,
+                     "reportTo": ["tensorboard"]},  # the image has tensorboardX, not tensorboard
         "inference": {"batchSize": 64},
         "output": {"uri": f"s3://{BUCKET_RUNS}/out"},
     }
@@ -124,3 +125,6 @@ def test_pipeline_image_runs_the_pipeline_on_s3(images, s3, demo_in_s3, tmp_path
     assert summary["counts"]["quarantined"] == demo_in_s3["corrupt"]
     assert summary["counts"]["predicted"] == summary["counts"]["validation"] > 0
     assert summary["summaryUri"] == f"s3://{BUCKET_RUNS}/out/{run_id}/summary.json"
+    listed = s3.client().list_objects_v2(Bucket=BUCKET_RUNS, Prefix=f"out/{run_id}/tensorboard/").get("Contents", [])
+    assert len(listed) == 1 and listed[0]["Size"] > 0, listed
+    assert listed[0]["Key"].rsplit("/", 1)[1].startswith("events.out.tfevents.")

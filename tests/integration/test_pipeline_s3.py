@@ -41,7 +41,8 @@ def full_run(digits, s3, tmp_path_factory):
         "model": {"name": digits["model"]},
         "split": {"validationFraction": 0.2, "seed": 7},
         # Digits: no photo augmentation (see demo_config); test_streaming.py trains with it.
-        "training": {"numWorkers": 2, "epochs": 20, "batchSize": 32, "learningRate": 1.5e-3, "augment": False},
+        "training": {"numWorkers": 2, "epochs": 20, "batchSize": 32, "learningRate": 1.5e-3, "augment": False,
+                     "reportTo": ["tensorboard"]},
         "inference": {"batchSize": 128},
         "output": {"uri": "s3://runs/out"},
     }
@@ -232,6 +233,27 @@ def test_training_history_has_every_evaluation(full_run):
     assert [h["epoch"] for h in evals] == pytest.approx([float(e) for e in range(1, 21)])
     assert any("loss" in h for h in history) and [h["step"] for h in history] == sorted(h["step"] for h in history)
     assert "history" not in full_run["summary"]["training"]
+
+
+def test_tensorboard_reads_the_training_curves_from_the_run(full_run, s3, tmp_path):
+    """TensorBoard's own reader, on the event files copied from the run's prefix: the same
+    evaluations, at the same steps, as the summary's history."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = full_run["summary"]
+    assert summary["tensorboardUri"] == "s3://runs/out/digits-full/tensorboard"
+    files = keys(s3, "runs", "out/digits-full/tensorboard/")
+    assert files and all(k.rsplit("/", 1)[1].startswith("events.out.tfevents.") for k in files), files
+    for key in files:
+        (tmp_path / key.rsplit("/", 1)[1]).write_bytes(s3.client().get_object(Bucket="runs", Key=key)["Body"].read())
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert {"train/loss", "eval/accuracy", "eval/loss"} <= set(events.Tags()["scalars"])
+    evals = [h for h in summary["history"] if "eval_accuracy" in h]
+    seen = events.Scalars("eval/accuracy")
+    assert [e.step for e in seen] == [h["step"] for h in evals]
+    assert [e.value for e in seen] == pytest.approx([h["eval_accuracy"] for h in evals], abs=1e-6)
+    assert len(events.Scalars("train/loss")) == len([h for h in summary["history"] if "loss" in h])
 
 
 def test_show_reads_the_finished_run_from_s3(full_run, s3):

@@ -35,6 +35,12 @@ def test_a_finished_run_shows_its_results_and_report(tmp_path, capsys):
     assert out.rstrip().endswith(f"report: {report}")
 
 
+def test_a_finished_run_with_tensorboard_names_its_event_folder(tmp_path, capsys):
+    run = _run(tmp_path, summary_json={**SUMMARY, "tensorboardUri": "s3://b/out/r1/tensorboard"})
+    assert main(["show", run]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("tensorboard: s3://b/out/r1/tensorboard")
+
+
 def test_a_running_run_shows_stage_and_progress(tmp_path, capsys):
     progress = {"stage": "train", "done": 30, "total": 60, "epoch": 1.5, "metrics": {"accuracy": 0.625},
                 "updatedAt": time.time() - 4}

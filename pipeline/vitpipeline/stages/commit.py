@@ -24,6 +24,7 @@ def build_summary(
     timings: dict,
     sync: dict,
     prepared: dict | None = None,
+    tensorboard_uri: str | None = None,
 ) -> dict:
     """The run's record. `metrics` holds the scalars the operator's status shows: the best
     checkpoint's evaluation during training and, from the predictions (when their labels are
@@ -51,6 +52,7 @@ def build_summary(
         "summaryUri": layout.summary,
         "reportUri": attempt.report,
         "driverLogUri": layout.driver_log,
+        "tensorboardUri": tensorboard_uri,
         "timingsSeconds": {k: round(v, 3) for k, v in timings.items()},
         "training": sync,
         "prepared": prepared or {},

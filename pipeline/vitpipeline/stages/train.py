@@ -57,6 +57,8 @@ class TrainPlan:
     geometry: Geometry | None = None  # the model's pixels: uint8 in, normalized on the worker
     augment: bool = True  # random resized crop + flip on training batches, new draws each pass
     threads: int = 1  # torch threads per worker (cpus_per_worker is Ray's logical request)
+    report_to: tuple[str, ...] = ()  # the Trainer's report_to
+    tensorboard_uri: str = ""  # where rank 0 copies its TensorBoard event files
 
 
 def make_plan(
@@ -69,6 +71,7 @@ def make_plan(
     geometry: Geometry | None = None,
     fail_marker: str = "",
     worker_cpus: float | None = None,
+    tensorboard_uri: str = "",
 ) -> TrainPlan:
     t = config.training
     # Ray splits the shard evenly; each worker sees num_train // num_workers rows per epoch.
@@ -97,6 +100,8 @@ def make_plan(
         fail_marker=f"{fail_marker}-{uuid.uuid4().hex}" if fail_marker else "",
         geometry=geometry,
         augment=t.augment,
+        report_to=tuple(t.report_to),
+        tensorboard_uri=tensorboard_uri if "tensorboard" in t.report_to else "",
     )
 
 
@@ -246,7 +251,7 @@ def train_loop(plan: TrainPlan) -> None:
         # Every ViT parameter takes part in each step; searching for unused ones would cost an
         # extra pass over the autograd graph per step.
         ddp_find_unused_parameters=False,
-        report_to=[],
+        report_to=list(plan.report_to),
         remove_unused_columns=False,
         label_names=["labels"],
         save_total_limit=1,
@@ -307,6 +312,35 @@ def train_loop(plan: TrainPlan) -> None:
             self._progress.update(done=state.global_step, epoch=round(state.global_step / plan.steps_per_epoch, 3))
             self._progress.flush()
 
+    class CopyTensorBoard(TrainerCallback):
+        """Rank 0's TensorBoard event files, copied to `<run>/tensorboard/` after every
+        evaluation and when training ends, so TensorBoard can follow the run while it goes on.
+        Files keep their names (time, host and process are in them): a resumed attempt adds
+        its own beside them."""
+
+        def __init__(self, trainer):
+            from transformers.integrations import TensorBoardCallback
+
+            [self._tb] = [c for c in trainer.callback_handler.callbacks if isinstance(c, TensorBoardCallback)]
+
+        def copy(self):
+            from ..storage.layout import join
+            from ..storage.store import Store
+
+            logdir, store = self._tb.logging_dir, Store(plan.storage)
+            for parent, _, files in os.walk(logdir or ""):
+                for name in files:
+                    with open(os.path.join(parent, name), "rb") as f:
+                        store.write_bytes(join(plan.tensorboard_uri, name), f.read())
+
+        # The Trainer flushes evaluation logs before on_evaluate; its TensorBoard callback,
+        # added before this one, closes the writer in its own on_train_end.
+        def on_evaluate(self, args, state, control, **kwargs):
+            self.copy()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.copy()
+
     trainer = Trainer(
         model=model,
         args=args,
@@ -316,6 +350,8 @@ def train_loop(plan: TrainPlan) -> None:
         processing_class=processor,
     )
     trainer.add_callback(RayTrainReportCallback())
+    if plan.tensorboard_uri and ctx.get_world_rank() == 0:
+        trainer.add_callback(CopyTensorBoard(trainer))
     steps = StepClock()
     trainer.add_callback(steps)
     if plan.progress_uri and ctx.get_world_rank() == 0:
@@ -427,3 +463,4 @@ def fit(plan: TrainPlan, train_ds, valid_ds, storage_path: str, storage_fs, run_
         best, metrics = max(result.best_checkpoints, key=lambda c: c[1].get("eval_accuracy", -1))
     kept = {k: v for k, v in metrics.items() if k.startswith("eval_") or k in ("epoch", "step")}
     return TrainResult(checkpoint=best, metrics=kept)
+

@@ -76,6 +76,12 @@ class RunLayout:
         """Shared by the run's attempts on purpose: a retried attempt resumes from them."""
         return join(self.root, "checkpoints")
 
+    @property
+    def tensorboard(self) -> str:
+        """TensorBoard event files (`training.reportTo: [tensorboard]`), every attempt's beside
+        each other: a resumed attempt continues the curves from its checkpoint's step."""
+        return join(self.root, "tensorboard")
+
     def attempt(self, attempt_id: str) -> AttemptLayout:
         return AttemptLayout(self.root, attempt_id)
 
