@@ -7,7 +7,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup browser demo test test-fast test-unit test-integration test-kube test-images e2e-kind testbed kind-node images bench bench-gpu lock clean
+.PHONY: setup lint browser demo test test-fast test-unit test-integration test-kube test-images e2e-kind testbed kind-node images bench bench-gpu lock clean
 
 $(UV):
 	$(PYTHON) -m pip install --user --quiet "uv==$(UV_VERSION)"
@@ -20,6 +20,11 @@ setup: $(VENV)/.synced
 
 demo: setup
 	$(VENV)/bin/vitpipeline demo --workdir demo-data
+
+# ruff's lint rules and format, as configured in pyproject.toml (`ruff format .` fixes the latter).
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 testbed:
 	tests/testbed/build.sh
@@ -37,6 +42,7 @@ PHASE := tests/support/phase.sh
 test:
 	@$(PHASE) --reset
 	@$(PHASE) "python env (uv sync)" $(MAKE) --no-print-directory setup
+	@$(PHASE) "lint (ruff)" $(MAKE) --no-print-directory lint
 	@mkdir -p .cache; \
 	  { $(PHASE) "chromium (beside the Go builds)" tests/support/chromium.sh && \
 	    $(PHASE) "e2e images (beside the Go builds)" tests/e2e/build-images.sh; } > .cache/images-build.log 2>&1 & \

@@ -21,14 +21,34 @@ import time
 from pathlib import Path
 
 # Dense bf16 tensor-core peaks, TFLOP/s, from the vendors' data sheets (SXM parts).
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
-                    "B200": 2250.0, "GH200": 989.0}
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "A10": 125.0,
+    "B200": 2250.0,
+    "GH200": 989.0,
+}
 
 MODELS = {
-    "base": {"image_size": 224, "patch_size": 16, "hidden_size": 768, "num_hidden_layers": 12,
-             "num_attention_heads": 12, "intermediate_size": 3072},
-    "tiny": {"image_size": 32, "patch_size": 8, "hidden_size": 64, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "intermediate_size": 128},
+    "base": {
+        "image_size": 224,
+        "patch_size": 16,
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+    },
+    "tiny": {
+        "image_size": 32,
+        "patch_size": 8,
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+    },
 }
 
 
@@ -126,10 +146,16 @@ def pipeline_row(model_name: str, images: int, batch: int) -> dict:
         Image.fromarray(np.roll(base, i, axis=1)).save(work / "images" / "a" / f"{i:06d}.jpg", quality=90)
     ray.init(logging_level="ERROR", log_to_driver=False)
     gpus = int(ray.cluster_resources().get("GPU", 0))
-    config = parse_config({"runId": "bench-gpu", "data": {"sources": [{"uri": str(work / "images")}]},
-                           "model": {"name": str(work / "model")}, "training": {"numWorkers": 1},
-                           "inference": {"useGpu": gpus > 0, "batchSize": batch, "precision": "bf16" if gpus else "auto"},
-                           "output": {"uri": str(work / "out")}})
+    config = parse_config(
+        {
+            "runId": "bench-gpu",
+            "data": {"sources": [{"uri": str(work / "images")}]},
+            "model": {"name": str(work / "model")},
+            "training": {"numWorkers": 1},
+            "inference": {"useGpu": gpus > 0, "batchSize": batch, "precision": "bf16" if gpus else "auto"},
+            "output": {"uri": str(work / "out")},
+        }
+    )
     plan = resources.plan_resources(ray.cluster_resources(), config)
     geometry = runner.model_geometry(config)
     store = Store(config.storage)
@@ -144,8 +170,13 @@ def pipeline_row(model_name: str, images: int, batch: int) -> dict:
 
     peak = peak_flops(torch.device("cuda")) if gpus else None
     rate = n / seconds
-    return {"row": "pipeline", "images_per_s": rate, "mfu": rate * forward_flops(cfg, 10) / (peak * gpus) if peak else None,
-            "images": n, "gpus": gpus}
+    return {
+        "row": "pipeline",
+        "images_per_s": rate,
+        "mfu": rate * forward_flops(cfg, 10) / (peak * gpus) if peak else None,
+        "images": n,
+        "gpus": gpus,
+    }
 
 
 def main() -> int:
@@ -157,8 +188,10 @@ def main() -> int:
     steps = int(os.environ.get("BENCH_GPU_STEPS", "30" if cuda else "5"))
     images = int(os.environ.get("BENCH_GPU_IMAGES", "20000" if cuda else "200"))
     device = torch.cuda.get_device_name(0) if cuda else "CPU"
-    print(f"bench-gpu: ViT {model} ({forward_flops(MODELS[model], 10) / 1e9:.2f} GFLOP/image forward) on {device}, "
-          f"batch {batch}")
+    print(
+        f"bench-gpu: ViT {model} ({forward_flops(MODELS[model], 10) / 1e9:.2f} GFLOP/image forward) on {device}, "
+        f"batch {batch}"
+    )
     rows = model_rows(model, batch, steps) + [pipeline_row(model, images, batch)]
     for r in rows:
         mfu = "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"

@@ -8,7 +8,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "retina.jpg", "hubble_deep_field.jpg", "ihc.png"]
+PHOTOS = [
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "retina.jpg",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+]
 
 
 def photo(name: str) -> Image.Image:
@@ -52,7 +61,15 @@ def save_bench_model(dest: Path, num_labels: int) -> str:
     if (dest / "config.json").exists():
         return str(dest)
     torch.manual_seed(0)
-    config = ViTConfig(image_size=224, patch_size=16, hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768, num_labels=num_labels)
+    config = ViTConfig(
+        image_size=224,
+        patch_size=16,
+        hidden_size=192,
+        num_hidden_layers=12,
+        num_attention_heads=3,
+        intermediate_size=768,
+        num_labels=num_labels,
+    )
     ViTForImageClassification(config).save_pretrained(dest)
     ViTImageProcessor(size={"height": 224, "width": 224}).save_pretrained(dest)
     return str(dest)

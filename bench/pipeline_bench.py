@@ -36,7 +36,11 @@ def measure(name: str, images: Path, model: str, timeout: float) -> dict:
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.variants", name, str(images), model, out],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     ps = psutil.Process(proc.pid)
     peak, start = 0, time.monotonic()
@@ -48,7 +52,7 @@ def measure(name: str, images: Path, model: str, timeout: float) -> dict:
             proc.kill()
             return {"name": name, "error": f"timed out after {timeout:.0f}s (deadlock?)", "peak_rss_mib": peak / 2**20}
         time.sleep(0.25)
-    lines = [l for l in proc.stdout.read().splitlines() if l.startswith("BENCH ")]
+    lines = [line for line in proc.stdout.read().splitlines() if line.startswith("BENCH ")]
     if proc.returncode != 0 or not lines:
         return {"name": name, "error": f"exit {proc.returncode}", "peak_rss_mib": peak / 2**20}
     result = json.loads(lines[-1][6:])
@@ -71,14 +75,18 @@ def _print(name: str, r: dict, runs: list[dict]) -> None:
     extra = "".join(f"  {k} {r[k]}" for k in ("precision", "accuracy") if r.get(k) is not None)
     if len(runs) > 1:
         extra += f"  (median of {len(runs)}: " + ", ".join(f"{x['seconds']:.1f}s" for x in runs) + ")"
-    print(f"{name:20s} {r['seconds']:8.1f}s  {r['rate']:7.1f} images/s  peak tree RSS {r['peak_rss_mib']:6.0f} MiB{extra}")
+    print(
+        f"{name:20s} {r['seconds']:8.1f}s  {r['rate']:7.1f} images/s  peak tree RSS {r['peak_rss_mib']:6.0f} MiB{extra}"
+    )
     if r.get("stages"):
         print(" " * 22 + "stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["stages"].items()))
     if r.get("store_peak_mib") is not None:
         ratio = r.get("starved_step_ratio")
-        print(" " * 22 + f"object store peak {r['store_peak_mib']} MiB, spilled {r['spilled_mib']} MiB, "
-              f"shards {r['shards_mib']:.0f} MiB, prepare {r['prepare_rate']:.0f} images/s, "
-              f"starved-step ratio {'n/a' if ratio is None else f'{ratio:.2f}'}")
+        print(
+            " " * 22 + f"object store peak {r['store_peak_mib']} MiB, spilled {r['spilled_mib']} MiB, "
+            f"shards {r['shards_mib']:.0f} MiB, prepare {r['prepare_rate']:.0f} images/s, "
+            f"starved-step ratio {'n/a' if ratio is None else f'{ratio:.2f}'}"
+        )
 
 
 def run_rows(names: list[str], images: Path, model: str, timeout: float, repeat: int, hang: float) -> dict:
@@ -104,8 +112,18 @@ def main() -> int:
     # The notebook's pools exactly as written, given a short while to show they make progress.
     hang = float(os.environ.get("BENCH_HANG_SECONDS", "120"))
     only = os.environ.get("BENCH_ONLY", "").split(",")
-    names = ["decode-ceiling", "prepare-ours", "featurize-as-written", "featurize-baseline", "infer-ours",
-             "infer-ours-fp32", "infer-baseline", "e2e-ours", "e2e-ours-fp32", "e2e-baseline"]
+    names = [
+        "decode-ceiling",
+        "prepare-ours",
+        "featurize-as-written",
+        "featurize-baseline",
+        "infer-ours",
+        "infer-ours-fp32",
+        "infer-baseline",
+        "e2e-ours",
+        "e2e-ours-fp32",
+        "e2e-baseline",
+    ]
     # End-to-end runs vary by +-15% from run to run on a shared 2-core machine: BENCH_REPEAT
     # runs each of them that many times (alternating) and reports the median.
     repeat = max(1, int(os.environ.get("BENCH_REPEAT", "1")))
@@ -133,16 +151,26 @@ def main() -> int:
     # smaller size already exceeds it as float32 tensors (BENCH_STORE_MIB, default 1536).
     scale = [int(x) for x in os.environ.get("BENCH_SCALE", "").split(",") if x]
     if scale:
-        os.environ.setdefault("RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES",
-                              str(int(os.environ.get("BENCH_STORE_MIB", "1536")) * 2**20))
-        print(f"\nscale rows (object store capped at {int(os.environ['RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES']) // 2**20} MiB):")
+        os.environ.setdefault(
+            "RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES", str(int(os.environ.get("BENCH_STORE_MIB", "1536")) * 2**20)
+        )
+        print(
+            f"\nscale rows (object store capped at {int(os.environ['RAY_DEFAULT_OBJECT_STORE_MAX_MEMORY_BYTES']) // 2**20} MiB):"
+        )
         for n in scale:
             at = write_images(CACHE / f"images-{n}", n)
             print(f"-- {n} images")
-            results.update({f"{k}@{n}": v for k, v in run_rows(["decode-ceiling", "scale-ours"], at, model, timeout, 1, hang).items()})
+            results.update(
+                {
+                    f"{k}@{n}": v
+                    for k, v in run_rows(["decode-ceiling", "scale-ours"], at, model, timeout, 1, hang).items()
+                }
+            )
             c, o = results[f"decode-ceiling@{n}"], results[f"scale-ours@{n}"]
             if "error" not in c and "error" not in o:
-                print(f"   data path {o['prepare_rate']:.0f} images/s = {o['prepare_rate'] / c['rate']:.2f} of the ceiling")
+                print(
+                    f"   data path {o['prepare_rate']:.0f} images/s = {o['prepare_rate'] / c['rate']:.2f} of the ceiling"
+                )
         if len(scale) >= 2:
             a, b = results[f"scale-ours@{scale[0]}"], results[f"scale-ours@{scale[-1]}"]
             if "error" not in a and "error" not in b:

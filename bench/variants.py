@@ -39,7 +39,7 @@ def decode_ceiling(items: list[tuple[str, str]], geometry) -> int:
 
     from vitpipeline.config import ValidationSpec
 
-    chunks = [items[i:i + 64] for i in range(0, len(items), 64)]
+    chunks = [items[i : i + 64] for i in range(0, len(items), 64)]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
         return sum(pool.map(_decode_chunk, chunks, [geometry] * len(chunks), [ValidationSpec()] * len(chunks)))
 
@@ -49,8 +49,11 @@ def _decode_chunk(chunk, geometry, validation) -> int:
 
     from vitpipeline.stages.prepare import prepare_batch
 
-    batch = {"bytes": np.array([open(f, "rb").read() for f, _ in chunk], dtype=object),
-             "path": np.array([f for f, _ in chunk], dtype=object), "label": np.array([l for _, l in chunk], dtype=object)}
+    batch = {
+        "bytes": np.array([open(f, "rb").read() for f, _ in chunk], dtype=object),
+        "path": np.array([f for f, _ in chunk], dtype=object),
+        "label": np.array([lab for _, lab in chunk], dtype=object),
+    }
     return int((prepare_batch(batch, validation, geometry)["reason"] == "ok").sum())
 
 
@@ -94,9 +97,8 @@ class StoreSampler:
 def main(name: str, images: str, model: str, out: str) -> dict:
     import ray
 
-    from vitpipeline.rules import resources
-
     from vitpipeline import runner
+    from vitpipeline.rules import resources
     from vitpipeline.stages.ingest import read_images
     from vitpipeline.stages.prepare import prepared, usable_rows
     from vitpipeline.storage.store import Store
@@ -117,8 +119,13 @@ def main(name: str, images: str, model: str, out: str) -> dict:
         if name == "scale-ours":
             # A fixed number of steps at any size: the row measures the data path's memory and
             # throughput, not how long a bigger dataset takes to learn.
-            cfg = cfg.model_copy(update={"training": cfg.training.model_copy(update={
-                "epochs": float(os.environ.get("BENCH_SCALE_EPOCHS", "0.25")), "feed": "stream"})})
+            cfg = cfg.model_copy(
+                update={
+                    "training": cfg.training.model_copy(
+                        update={"epochs": float(os.environ.get("BENCH_SCALE_EPOCHS", "0.25")), "feed": "stream"}
+                    )
+                }
+            )
         start = time.perf_counter()
         runner.init_ray()
         with StoreSampler() as store_stats:
@@ -127,13 +134,18 @@ def main(name: str, images: str, model: str, out: str) -> dict:
         workers = summary["training"].get("workers", [])
         step = sum(w["step_seconds"] for w in workers)
         wait = sum(w["data_wait_seconds"] for w in workers)
-        return {"seconds": time.perf_counter() - start, "items": summary["counts"]["read"],
-                "accuracy": summary["metrics"].get("predictionAccuracy"),
-                "precision": summary["training"].get("precision"), "stages": stages,
-                "prepare_rate": summary["counts"]["read"] / max(1e-9, stages["prepare"]),
-                "starved_step_ratio": (step + wait) / step if step else None,
-                "store_peak_mib": store_stats.peak, "spilled_mib": store_stats.spilled,
-                "shards_mib": summary["prepared"]["bytes"] / 2**20}
+        return {
+            "seconds": time.perf_counter() - start,
+            "items": summary["counts"]["read"],
+            "accuracy": summary["metrics"].get("predictionAccuracy"),
+            "precision": summary["training"].get("precision"),
+            "stages": stages,
+            "prepare_rate": summary["counts"]["read"] / max(1e-9, stages["prepare"]),
+            "starved_step_ratio": (step + wait) / step if step else None,
+            "store_peak_mib": store_stats.peak,
+            "spilled_mib": store_stats.spilled,
+            "shards_mib": summary["prepared"]["bytes"] / 2**20,
+        }
 
     runner.init_ray()
     plan = resources.plan_resources(ray.cluster_resources(), cfg)
@@ -141,8 +153,12 @@ def main(name: str, images: str, model: str, out: str) -> dict:
     start = time.perf_counter()
     if name == "prepare-ours":
         # Decode -> model-ready uint8, streamed (nothing materialized), every row consumed.
-        n = sum(len(b["reason"]) for b in prepared(read_images(store, items), cfg.validation, geometry,
-                                                    resources.READ_CPUS).iter_batches(batch_size=None))
+        n = sum(
+            len(b["reason"])
+            for b in prepared(read_images(store, items), cfg.validation, geometry, resources.READ_CPUS).iter_batches(
+                batch_size=None
+            )
+        )
     elif name == "featurize-as-written":
         n = nb.featurize(images, model, {c: i for i, c in enumerate(classes)}, as_written=True).materialize().count()
     elif name == "featurize-baseline":
@@ -179,13 +195,32 @@ def _notebook_end_to_end(images: str, model: str, out: str, classes: list[str], 
     n_train = train.count()
     steps = max(1, n_train // 2 // 32)
     plan = TrainPlan(
-        model=model, class_names=classes, num_train=n_train, num_workers=2, batch_size=32, epochs=1.0,
-        learning_rate=5e-5, weight_decay=0.0, use_gpu=False, cpus_per_worker=1.0, steps_per_epoch=steps,
-        max_steps=steps, sync_uri=str(Path(out) / "baseline-training.json"), storage=StorageSpec(),
+        model=model,
+        class_names=classes,
+        num_train=n_train,
+        num_workers=2,
+        batch_size=32,
+        epochs=1.0,
+        learning_rate=5e-5,
+        weight_decay=0.0,
+        use_gpu=False,
+        cpus_per_worker=1.0,
+        steps_per_epoch=steps,
+        max_steps=steps,
+        sync_uri=str(Path(out) / "baseline-training.json"),
+        storage=StorageSpec(),
         precision="fp32",  # the notebook trains in fp32
     )
     with _timed(stages, "train"):
-        fit(plan, train, valid, storage_path=str(Path(out) / "baseline-ckpt"), storage_fs=None, run_name="baseline", max_failures=0)
+        fit(
+            plan,
+            train,
+            valid,
+            storage_path=str(Path(out) / "baseline-ckpt"),
+            storage_fs=None,
+            run_name="baseline",
+            max_failures=0,
+        )
     # The notebook re-reads held-out images and classifies them one at a time.
     with _timed(stages, "infer"):
         n_valid = valid.count()

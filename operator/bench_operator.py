@@ -26,21 +26,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from kubernetes import client, watch  # noqa: E402
+
 from testbed.controlplane import ControlPlane, free_port  # noqa: E402
 
 CRD = ROOT / "charts/vitpipeline/crds/vitpipelines.vitpipeline.dev.yaml"
 
 
 def spec() -> dict:
-    return {"rayImage": "rayproject/ray:2.52.0",
-            "pipeline": {"data": {"sources": [{"uri": "s3://bench/images/"}]}, "output": {"uri": "s3://bench/runs"}},
-            "workers": {"replicas": 2, "cpu": "1", "memory": "2Gi"},
-            "s3": {"credentialsSecret": {"name": "s3"}}}
+    return {
+        "rayImage": "rayproject/ray:2.52.0",
+        "pipeline": {"data": {"sources": [{"uri": "s3://bench/images/"}]}, "output": {"uri": "s3://bench/runs"}},
+        "workers": {"replicas": 2, "cpu": "1", "memory": "2Gi"},
+        "s3": {"credentialsSecret": {"name": "s3"}},
+    }
 
 
 def body(name: str) -> dict:
-    return {"apiVersion": "vitpipeline.dev/v1alpha1", "kind": "ViTPipeline", "metadata": {"name": name},
-            "spec": spec()}
+    return {"apiVersion": "vitpipeline.dev/v1alpha1", "kind": "ViTPipeline", "metadata": {"name": name}, "spec": spec()}
 
 
 class Arrivals:
@@ -112,11 +114,20 @@ def main() -> int:
         with cp.api_client() as api:
             client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
             log = Path(tempfile.mkdtemp(prefix="vitp-bench-")) / "operator.log"
-            env = {**os.environ, "KUBECONFIG": str(cp.kubeconfig), "WATCH_NAMESPACE": ns,
-                   "VITOPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz"}
+            env = {
+                **os.environ,
+                "KUBECONFIG": str(cp.kubeconfig),
+                "WATCH_NAMESPACE": ns,
+                "VITOPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+            }
             with open(log, "wb") as fh:
-                op = subprocess.Popen([sys.executable, "-m", "vitoperator"], env=env, stdout=fh,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+                op = subprocess.Popen(
+                    [sys.executable, "-m", "vitoperator"],
+                    env=env,
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             deadline = time.monotonic() + 60
             while True:
                 try:
@@ -142,8 +153,14 @@ def main() -> int:
             names = [f"burst-{i}" for i in range(args.burst)]
             t0 = time.monotonic()
             with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda n: co.create_namespaced_custom_object(
-                    "vitpipeline.dev", "v1alpha1", ns, "vitpipelines", body(n)), names))
+                list(
+                    pool.map(
+                        lambda n: co.create_namespaced_custom_object(
+                            "vitpipeline.dev", "v1alpha1", ns, "vitpipelines", body(n)
+                        ),
+                        names,
+                    )
+                )
             created = time.monotonic() - t0
             arrivals.wait(names, timeout=600)
             burst = max(arrivals.times[n] for n in names) - t0
@@ -151,12 +168,18 @@ def main() -> int:
             arrivals.stop()
 
         ms = [x * 1000 for x in latencies]
-        print(f"creation -> RayJob latency over {len(ms)} sequential ViTPipelines: "
-              f"p50 {statistics.median(ms):.0f} ms, p95 {pct(ms, 0.95):.0f} ms, max {max(ms):.0f} ms")
-        print(f"burst of {args.burst} ViTPipelines: all created in {created:.2f} s, "
-              f"all RayJobs present after {burst:.2f} s")
-        print(f"operator RSS: idle {rss_idle / 1024:.0f} MiB, after burst {rss_now / 1024:.0f} MiB, "
-              f"peak {rss_peak / 1024:.0f} MiB (with {args.latency_runs + args.burst} ViTPipelines watched)")
+        print(
+            f"creation -> RayJob latency over {len(ms)} sequential ViTPipelines: "
+            f"p50 {statistics.median(ms):.0f} ms, p95 {pct(ms, 0.95):.0f} ms, max {max(ms):.0f} ms"
+        )
+        print(
+            f"burst of {args.burst} ViTPipelines: all created in {created:.2f} s, "
+            f"all RayJobs present after {burst:.2f} s"
+        )
+        print(
+            f"operator RSS: idle {rss_idle / 1024:.0f} MiB, after burst {rss_now / 1024:.0f} MiB, "
+            f"peak {rss_peak / 1024:.0f} MiB (with {args.latency_runs + args.burst} ViTPipelines watched)"
+        )
         apiserver = cp.rss_bytes().get("kube-apiserver")
         if apiserver:
             print(f"kube-apiserver RSS: {apiserver / 2**20:.0f} MiB")

@@ -25,11 +25,13 @@ def main() -> int:
     from . import handlers  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=bool(os.environ.get("VITOPERATOR_VERBOSE")))
-    asyncio.run(kopf.operator(
-        standalone=True,
-        liveness_endpoint=os.environ.get("VITOPERATOR_LIVENESS", DEFAULT_LIVENESS),
-        **watch_scope(os.environ.get("WATCH_NAMESPACE")),
-    ))
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            liveness_endpoint=os.environ.get("VITOPERATOR_LIVENESS", DEFAULT_LIVENESS),
+            **watch_scope(os.environ.get("WATCH_NAMESPACE")),
+        )
+    )
     return 0
 
 

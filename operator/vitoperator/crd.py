@@ -19,9 +19,23 @@ PHASES = ("Pending", "Running", "Succeeded", "Failed", "Suspended")
 MUTABLE_SPEC_FIELDS = ("suspend",)
 
 _KEEP = {
-    "type", "description", "properties", "required", "items", "enum", "pattern", "minimum",
-    "maximum", "minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
-    "additionalProperties", "x-kubernetes-validations",
+    "type",
+    "description",
+    "properties",
+    "required",
+    "items",
+    "enum",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "additionalProperties",
+    "x-kubernetes-validations",
 }
 _DROP = {"title", "default", "$defs"}
 
@@ -71,8 +85,9 @@ def immutability_rule(spec_schema: dict) -> dict:
         if name in required:
             parts.append(f"self.{name} == oldSelf.{name}")
         else:
-            parts.append(f"(has(self.{name}) ? (has(oldSelf.{name}) && self.{name} == oldSelf.{name})"
-                         f" : !has(oldSelf.{name}))")
+            parts.append(
+                f"(has(self.{name}) ? (has(oldSelf.{name}) && self.{name} == oldSelf.{name}) : !has(oldSelf.{name}))"
+            )
     return {
         "rule": " && ".join(parts),
         "message": "spec is immutable after creation except spec.suspend; create a new ViTPipeline",
@@ -88,8 +103,11 @@ def status_schema() -> dict:
         "type": "object",
         "required": ["type", "status"],
         "properties": {
-            "type": _str(), "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-            "reason": _str(), "message": _str(), "lastTransitionTime": _str(),
+            "type": _str(),
+            "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
+            "reason": _str(),
+            "message": _str(),
+            "lastTransitionTime": _str(),
             "observedGeneration": {"type": "integer", "format": "int64"},
         },
     }
@@ -101,10 +119,19 @@ def status_schema() -> dict:
             "reason": _str("CamelCase cause of the current phase."),
             "message": _str(),
             "observedGeneration": {"type": "integer", "format": "int64"},
-            "conditions": {"type": "array", "items": condition, "x-kubernetes-list-type": "map",
-                           "x-kubernetes-list-map-keys": ["type"]},
-            "runId": _str(), "rayJobName": _str(), "rayClusterName": _str(), "jobId": _str(),
-            "dashboardURL": _str(), "startTime": _str(), "completionTime": _str(),
+            "conditions": {
+                "type": "array",
+                "items": condition,
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["type"],
+            },
+            "runId": _str(),
+            "rayJobName": _str(),
+            "rayClusterName": _str(),
+            "jobId": _str(),
+            "dashboardURL": _str(),
+            "startTime": _str(),
+            "completionTime": _str(),
             "failedAttempts": {"type": "integer", "description": "Failed Ray job attempts (KubeRay's retries)."},
             "succeededAttempts": {"type": "integer"},
             "stage": _str("The pipeline stage, from the run's progress.json."),
@@ -112,18 +139,38 @@ def status_schema() -> dict:
                 "type": "object",
                 "description": "From the run's progress.json while it runs; stale or missing says so.",
                 "properties": {
-                    "stage": _str(), "summary": _str("e.g. '52% train step 30/60'."),
-                    "percent": {"type": "integer", "minimum": 0, "maximum": 100,
-                                "description": "Of the whole run (stages weighted; training most)."},
-                    "done": {"type": "integer"}, "total": {"type": "integer"},
-                    "step": {"type": "integer"}, "maxSteps": {"type": "integer"}, "epoch": {"type": "number"},
+                    "stage": _str(),
+                    "summary": _str("e.g. '52% train step 30/60'."),
+                    "percent": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "maximum": 100,
+                        "description": "Of the whole run (stages weighted; training most).",
+                    },
+                    "done": {"type": "integer"},
+                    "total": {"type": "integer"},
+                    "step": {"type": "integer"},
+                    "maxSteps": {"type": "integer"},
+                    "epoch": {"type": "number"},
                     "metrics": {**free, "description": "The latest evaluation during training."},
-                    "lastUpdated": _str(), "stale": {"type": "boolean"}, "note": _str(),
+                    "resumedFromStep": {
+                        "type": "integer",
+                        "description": "The checkpoint step training last resumed from (a lost worker, a retry).",
+                    },
+                    "workerRestarts": {
+                        "type": "integer",
+                        "description": "Times Ray Train restarted this attempt's workers after losing one.",
+                    },
+                    "lastUpdated": _str(),
+                    "stale": {"type": "boolean"},
+                    "note": _str(),
                 },
             },
             "metrics": {**free, "description": "From the run's summary.json."},
             "counts": {**free, "description": "From the run's summary.json."},
-            "checkpointUri": _str(), "predictionsUri": _str(), "summaryUri": _str(),
+            "checkpointUri": _str(),
+            "predictionsUri": _str(),
+            "summaryUri": _str(),
             "reportUri": _str("The run's report.html: curves, confusion matrix, mistakes, timings."),
             "driverLogUri": _str("The Ray driver's log, kept in S3 after the Ray pods are gone."),
             "progressUri": _str(),
@@ -158,26 +205,35 @@ def crd() -> dict:
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL,
-                      "singular": KIND.lower(), "shortNames": ["vitp"]},
-            "versions": [{
-                "name": VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": printer_columns(),
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "required": ["spec"],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": spec_schema(),
-                        "status": status_schema(),
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": KIND.lower(),
+                "shortNames": ["vitp"],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": printer_columns(),
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "required": ["spec"],
+                            "properties": {
+                                "apiVersion": {"type": "string"},
+                                "kind": {"type": "string"},
+                                "metadata": {"type": "object"},
+                                "spec": spec_schema(),
+                                "status": status_schema(),
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 

@@ -25,7 +25,7 @@ RESYNC_SECONDS = float(os.environ.get("VITOPERATOR_RESYNC_SECONDS", "30"))
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @kopf.on.startup()
@@ -33,7 +33,8 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     # Progress and diff-base in annotations: the status schema is ours and prunes `status.kopf`.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration")
+        prefix=GROUP, key="last-handled-configuration"
+    )
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     # Kubernetes Events for warnings and errors only; transitions are posted explicitly.
     settings.posting.level = logging.WARNING
@@ -43,10 +44,15 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
 
 
 def _refuse(patch: kopf.Patch, reason: str, message: str, generation: int | None) -> kopf.PermanentError:
-    patch.status.update({
-        "phase": mirror.FAILED, "reason": reason, "message": message, "observedGeneration": generation,
-        "conditions": mirror.conditions_for(mirror.FAILED, reason, message, _now(), generation, None),
-    })
+    patch.status.update(
+        {
+            "phase": mirror.FAILED,
+            "reason": reason,
+            "message": message,
+            "observedGeneration": generation,
+            "conditions": mirror.conditions_for(mirror.FAILED, reason, message, _now(), generation, None),
+        }
+    )
     return kopf.PermanentError(f"{reason}: {message}")
 
 
@@ -64,24 +70,31 @@ def _create_or_adopt(namespace: str, manifest: dict, uid: str, patch: kopf.Patch
         return kube.create(kube.RAY, namespace, manifest)
     except kube.ApiException as err:
         if err.status in (400, 422):
-            raise _refuse(patch, "InvalidRayJob", f"the API server refused RayJob {name}: {_api_message(err)}",
-                          generation) from None
+            raise _refuse(
+                patch, "InvalidRayJob", f"the API server refused RayJob {name}: {_api_message(err)}", generation
+            ) from None
         if err.status != 409:
-            raise kopf.TemporaryError(f"creating RayJob {name}: HTTP {err.status}: {err.reason} {err.body}",
-                                     delay=10) from None
+            raise kopf.TemporaryError(
+                f"creating RayJob {name}: HTTP {err.status}: {err.reason} {err.body}", delay=10
+            ) from None
     existing = kube.get(kube.RAY, namespace, name)
     if existing is None:
         raise kopf.TemporaryError(f"RayJob {name} existed and vanished; retrying", delay=1)
     if not ownership.is_owned_by(existing, uid):
-        raise _refuse(patch, "NameConflict", f"RayJob {name} already exists and belongs to "
-                      f"{ownership.describe_owner(existing)}; delete it or rename this ViTPipeline",
-                      generation)
+        raise _refuse(
+            patch,
+            "NameConflict",
+            f"RayJob {name} already exists and belongs to "
+            f"{ownership.describe_owner(existing)}; delete it or rename this ViTPipeline",
+            generation,
+        )
     return existing
 
 
 @kopf.on.create(GROUP, VERSION, PLURAL)
-def create_rayjob(body: kopf.Body, name: str, namespace: str, uid: str, meta: kopf.Meta,
-                  patch: kopf.Patch, **_) -> None:
+def create_rayjob(
+    body: kopf.Body, name: str, namespace: str, uid: str, meta: kopf.Meta, patch: kopf.Patch, **_
+) -> None:
     generation = meta.get("generation")
     try:
         spec = parse_spec(dict(body["spec"]))
@@ -91,8 +104,13 @@ def create_rayjob(body: kopf.Body, name: str, namespace: str, uid: str, meta: ko
     kopf.adopt(manifest, owner=body)
     rayjob = _create_or_adopt(namespace, manifest, uid, patch, generation)
     ann = rayjob["metadata"]["annotations"]
-    update = {**mirror.mirror_fields(rayjob), "observedGeneration": generation, "runId": ann[ANN_RUN_ID],
-              "summaryUri": ann[ANN_SUMMARY], "progressUri": ann[ANN_PROGRESS]}
+    update = {
+        **mirror.mirror_fields(rayjob),
+        "observedGeneration": generation,
+        "runId": ann[ANN_RUN_ID],
+        "summaryUri": ann[ANN_SUMMARY],
+        "progressUri": ann[ANN_PROGRESS],
+    }
     if ann.get(ANN_DRIVER_LOG):
         update["driverLogUri"] = ann[ANN_DRIVER_LOG]
     if not rayjob.get("status"):
@@ -103,8 +121,9 @@ def create_rayjob(body: kopf.Body, name: str, namespace: str, uid: str, meta: ko
 
 
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec.suspend")
-def suspend_changed(new, name: str, namespace: str, meta: kopf.Meta, status: kopf.Status,
-                    patch: kopf.Patch, **_) -> None:
+def suspend_changed(
+    new, name: str, namespace: str, meta: kopf.Meta, status: kopf.Status, patch: kopf.Patch, **_
+) -> None:
     rayjob_name = status.get("rayJobName")
     if not rayjob_name:
         raise kopf.TemporaryError("no RayJob yet", delay=5)
@@ -128,8 +147,9 @@ def _progress_record(pipeline: dict, rayjob: dict) -> tuple[dict | None, str | N
     """(progress.json, None), or (None, why it could not be read)."""
     storage = pipeline["spec"]["pipeline"].get("storage") or {}
     try:
-        return read_json(rayjob["metadata"]["annotations"][ANN_PROGRESS],
-                         storage.get("endpointUrl"), storage.get("region")), None
+        return read_json(
+            rayjob["metadata"]["annotations"][ANN_PROGRESS], storage.get("endpointUrl"), storage.get("region")
+        ), None
     except S3ReadError as err:
         return None, str(err)
 
@@ -145,11 +165,11 @@ def sync(pipeline: dict, rayjob: dict, with_progress: bool = False) -> None:
     record, unreadable = None, None
     if phase == mirror.FAILED or (with_progress and phase == mirror.RUNNING):
         record, unreadable = _progress_record(pipeline, rayjob)
-    update = mirror.status_update(rayjob, _summary(pipeline, rayjob), previous, _now(), generation,
-                                  pipeline_error=runprogress.failure(record))
+    update = mirror.status_update(
+        rayjob, _summary(pipeline, rayjob), previous, _now(), generation, pipeline_error=runprogress.failure(record)
+    )
     if with_progress and update["phase"] == mirror.RUNNING:
-        update.update(runprogress.progress_status(record, dt.datetime.now(dt.timezone.utc).timestamp(),
-                                                  unreadable=unreadable))
+        update.update(runprogress.progress_status(record, dt.datetime.now(dt.UTC).timestamp(), unreadable=unreadable))
     if not mirror.changed(previous, update):
         return
     meta = pipeline["metadata"]
@@ -157,6 +177,11 @@ def sync(pipeline: dict, rayjob: dict, with_progress: bool = False) -> None:
     if (update["phase"], update["reason"]) != (previous.get("phase"), previous.get("reason")):
         kind = "Warning" if update["phase"] == mirror.FAILED else "Normal"
         kopf.event(pipeline, type=kind, reason=update["reason"], message=f"{update['phase']}: {update['message']}")
+    if "progress" in update:
+        training = runprogress.training_event(previous.get("progress"), update["progress"])
+        if training:
+            kind, reason, message = training
+            kopf.event(pipeline, type=kind, reason=reason, message=message)
 
 
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
@@ -190,10 +215,24 @@ def resync(body: kopf.Body, namespace: str, status: kopf.Status, **_) -> None:
     if rayjob is None:
         message = f"RayJob {rayjob_name} was deleted before the run finished"
         generation = pipeline["metadata"].get("generation")
-        kube.patch_status(kube.VITP, namespace, pipeline["metadata"]["name"], {
-            "phase": mirror.FAILED, "reason": "RayJobMissing", "message": message,
-            "conditions": mirror.conditions_for(mirror.FAILED, "RayJobMissing", message, _now(), generation,
-                                                (pipeline.get("status") or {}).get("conditions"))})
+        kube.patch_status(
+            kube.VITP,
+            namespace,
+            pipeline["metadata"]["name"],
+            {
+                "phase": mirror.FAILED,
+                "reason": "RayJobMissing",
+                "message": message,
+                "conditions": mirror.conditions_for(
+                    mirror.FAILED,
+                    "RayJobMissing",
+                    message,
+                    _now(),
+                    generation,
+                    (pipeline.get("status") or {}).get("conditions"),
+                ),
+            },
+        )
         kopf.event(pipeline, type="Warning", reason="RayJobMissing", message=message)
         return
     if _past_startup_deadline(pipeline, rayjob):
@@ -221,7 +260,7 @@ def _past_startup_deadline(pipeline: dict, rayjob: dict) -> bool:
         return False
     deadline = _startup_deadline(pipeline)
     created = dt.datetime.strptime(rayjob["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
-    age = dt.datetime.now(dt.timezone.utc) - created.replace(tzinfo=dt.timezone.utc)
+    age = dt.datetime.now(dt.UTC) - created.replace(tzinfo=dt.UTC)
     return deadline > 0 and age.total_seconds() > deadline
 
 
@@ -238,9 +277,23 @@ def _fail_startup(pipeline: dict, rayjob: dict) -> None:
     deadline = _startup_deadline(pipeline)
     message = f"the Ray cluster did not start within startupDeadlineSeconds={deadline}: {cause}"
     generation = pipeline["metadata"].get("generation")
-    kube.patch_status(kube.VITP, namespace, name, {
-        "phase": mirror.FAILED, "reason": "StartupDeadlineExceeded", "message": message,
-        "conditions": mirror.conditions_for(mirror.FAILED, "StartupDeadlineExceeded", message, _now(), generation,
-                                            (pipeline.get("status") or {}).get("conditions"))})
+    kube.patch_status(
+        kube.VITP,
+        namespace,
+        name,
+        {
+            "phase": mirror.FAILED,
+            "reason": "StartupDeadlineExceeded",
+            "message": message,
+            "conditions": mirror.conditions_for(
+                mirror.FAILED,
+                "StartupDeadlineExceeded",
+                message,
+                _now(),
+                generation,
+                (pipeline.get("status") or {}).get("conditions"),
+            ),
+        },
+    )
     kopf.event(pipeline, type="Warning", reason="StartupDeadlineExceeded", message=message)
     kube.patch(kube.RAY, namespace, rayjob["metadata"]["name"], {"spec": {"suspend": True}})

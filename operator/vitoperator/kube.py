@@ -64,14 +64,17 @@ def _retrying(what: str, call):
 
 
 def patch(kind: tuple[str, str, str], namespace: str, name: str, body: dict) -> dict:
-    return _retrying(f"patching {kind[2]} {namespace}/{name}",
-                     lambda: _api().patch_namespaced_custom_object(*_gv(kind), namespace, kind[2], name, body))
+    return _retrying(
+        f"patching {kind[2]} {namespace}/{name}",
+        lambda: _api().patch_namespaced_custom_object(*_gv(kind), namespace, kind[2], name, body),
+    )
 
 
 def patch_status(kind: tuple[str, str, str], namespace: str, name: str, status: dict) -> dict:
-    return _retrying(f"patching {kind[2]} {namespace}/{name} status",
-                     lambda: _api().patch_namespaced_custom_object_status(*_gv(kind), namespace, kind[2], name,
-                                                                          {"status": status}))
+    return _retrying(
+        f"patching {kind[2]} {namespace}/{name} status",
+        lambda: _api().patch_namespaced_custom_object_status(*_gv(kind), namespace, kind[2], name, {"status": status}),
+    )
 
 
 def list_pods(namespace: str, label_selector: str) -> list[dict]:

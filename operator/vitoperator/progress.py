@@ -11,13 +11,21 @@ from __future__ import annotations
 import datetime as dt
 
 # (start, end) percent of the whole run per stage; training dominates a real run.
-SPANS = {"starting": (0, 0), "ingest": (0, 5), "prepare": (5, 25), "split": (25, 27),
-         "train": (27, 85), "infer": (85, 97), "commit": (97, 99), "done": (100, 100)}
+SPANS = {
+    "starting": (0, 0),
+    "ingest": (0, 5),
+    "prepare": (5, 25),
+    "split": (25, 27),
+    "train": (27, 85),
+    "infer": (85, 97),
+    "commit": (97, 99),
+    "done": (100, 100),
+}
 STALE_AFTER_SECONDS = 300.0
 
 
 def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def percent(stage: str, done, total) -> int | None:
@@ -31,15 +39,26 @@ def percent(stage: str, done, total) -> int | None:
     return int(start + (end - start) * frac)
 
 
-def progress_status(record: dict | None, now: float, stale_after: float = STALE_AFTER_SECONDS,
-                    unreadable: str | None = None) -> dict:
+def progress_status(
+    record: dict | None, now: float, stale_after: float = STALE_AFTER_SECONDS, unreadable: str | None = None
+) -> dict:
     """{"stage": ..., "progress": {...}} for the status patch."""
     if unreadable:
-        return {"progress": {"stale": True, "summary": "progress unreadable",
-                             "note": f"progress.json could not be read: {unreadable}"}}
+        return {
+            "progress": {
+                "stale": True,
+                "summary": "progress unreadable",
+                "note": f"progress.json could not be read: {unreadable}",
+            }
+        }
     if not record or not record.get("stage"):
-        return {"progress": {"stale": True, "summary": "no progress yet",
-                             "note": "the run has not written progress.json yet"}}
+        return {
+            "progress": {
+                "stale": True,
+                "summary": "no progress yet",
+                "note": "the run has not written progress.json yet",
+            }
+        }
     stage = str(record["stage"])
     done, total = record.get("done"), record.get("total")
     out: dict = {"stage": stage}
@@ -57,18 +76,26 @@ def progress_status(record: dict | None, now: float, stale_after: float = STALE_
         metrics = training.get("metrics")
         if isinstance(metrics, dict) and metrics:
             out["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+        for key in ("resumedFromStep", "workerRestarts"):
+            if isinstance(training.get(key), int):
+                out[key] = training[key]
     updated = record.get("updatedAt")
     stale = False
     if isinstance(updated, (int, float)):
         out["lastUpdated"] = _iso(updated)
         stale = now - updated > stale_after
     out["stale"] = stale
-    detail = f" step {out['step']}/{out['maxSteps']}" if "step" in out else (
-        f" {out['done']}/{out['total']}" if "total" in out else "")
+    detail = (
+        f" step {out['step']}/{out['maxSteps']}"
+        if "step" in out
+        else (f" {out['done']}/{out['total']}" if "total" in out else "")
+    )
     if stage == "failed":
         out["summary"] = f"failed in {record.get('failedStage') or '?'}"
     else:
         out["summary"] = f"{pct if pct is not None else '?'}% {stage}{detail}" + (" (stale)" if stale else "")
+        if out.get("workerRestarts"):
+            out["summary"] += f", {out['workerRestarts']}x restarted from step {out.get('resumedFromStep', 0)}"
     if stale:
         out["note"] = f"progress.json not updated for {int(now - updated)}s"
     return {"stage": stage, "progress": out}
@@ -78,6 +105,27 @@ def failure(record: dict | None) -> str | None:
     """The pipeline's own error, when its last record says it failed."""
     if record and record.get("stage") == "failed" and record.get("error"):
         where = record.get("failedStage")
-        return f"the pipeline failed in stage {where}: {record['error']}" if where else \
-            f"the pipeline failed: {record['error']}"
+        return (
+            f"the pipeline failed in stage {where}: {record['error']}"
+            if where
+            else f"the pipeline failed: {record['error']}"
+        )
+    return None
+
+
+def training_event(previous: dict | None, current: dict | None) -> tuple[str, str, str] | None:
+    """(type, reason, message) of the Event for what changed in training between two
+    `status.progress` values: a worker lost (Ray Train restarted the workers from the last
+    checkpoint), or an attempt that resumed from the run's checkpoints; None otherwise."""
+    before, now = previous or {}, current or {}
+    step = now.get("resumedFromStep")
+    if now.get("workerRestarts", 0) > before.get("workerRestarts", 0):
+        return (
+            "Warning",
+            "TrainingWorkerLost",
+            f"a training worker was lost; Ray Train restarted the workers from the checkpoint at step {step} "
+            f"(restart {now['workerRestarts']})",
+        )
+    if step is not None and before.get("resumedFromStep") is None and not now.get("workerRestarts"):
+        return "Normal", "TrainingResumed", f"training resumed from the run's checkpoint at step {step}"
     return None

@@ -12,9 +12,14 @@ from .crd import GROUP, PLURAL
 def cluster_rules() -> list[dict]:
     """kopf discovers served resources by listing CRDs, and the namespaces it serves by listing
     namespaces (even when WATCH_NAMESPACE names them)."""
-    return [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
-             "verbs": ["get", "list", "watch"]},
-            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}]
+    return [
+        {
+            "apiGroups": ["apiextensions.k8s.io"],
+            "resources": ["customresourcedefinitions"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+    ]
 
 
 def namespaced_rules() -> list[dict]:

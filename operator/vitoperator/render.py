@@ -23,19 +23,28 @@ ANN_RUN_ID = "vitpipeline.dev/run-id"
 ANN_SUMMARY = "vitpipeline.dev/summary-uri"
 ANN_PROGRESS = "vitpipeline.dev/progress-uri"
 ANN_DRIVER_LOG = "vitpipeline.dev/driver-log-uri"
-SUBMITTER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"},
-                       "limits": {"cpu": "500m", "memory": "512Mi"}}
+SUBMITTER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
 
 
 def pod_security_context() -> dict:
-    return {"runAsNonRoot": True, "runAsUser": RAY_UID, "runAsGroup": RAY_GID, "fsGroup": RAY_GID,
-            "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RAY_UID,
+        "runAsGroup": RAY_GID,
+        "fsGroup": RAY_GID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def container_security_context() -> dict:
-    return {"runAsNonRoot": True, "runAsUser": RAY_UID, "runAsGroup": RAY_GID,
-            "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RAY_UID,
+        "runAsGroup": RAY_GID,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def env(spec: ViTPipelineSpec) -> list[dict]:
@@ -45,8 +54,10 @@ def env(spec: ViTPipelineSpec) -> list[dict]:
         out.append({"name": "AWS_REGION", "value": storage.region})
     secret = spec.s3.credentials_secret
     if secret is not None:
-        for var, key in (("AWS_ACCESS_KEY_ID", secret.access_key_id_key),
-                         ("AWS_SECRET_ACCESS_KEY", secret.secret_access_key_key)):
+        for var, key in (
+            ("AWS_ACCESS_KEY_ID", secret.access_key_id_key),
+            ("AWS_SECRET_ACCESS_KEY", secret.secret_access_key_key),
+        ):
             out.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret.name, "key": key}}})
     return out
 
@@ -89,33 +100,46 @@ def pod_template(spec: ViTPipelineSpec, container: dict, **pod_fields) -> dict:
 
 def cluster_spec(spec: ViTPipelineSpec) -> dict:
     w = spec.workers
-    head = pod_template(spec, {
-        "name": "ray-head",
-        "resources": _resources(spec.head.cpu, spec.head.memory, cpu_limit=spec.head.cpu_limit),
-        "ports": [{"name": "gcs", "containerPort": 6379}, {"name": "dashboard", "containerPort": 8265},
-                  {"name": "client", "containerPort": 10001}],
-    })
+    head = pod_template(
+        spec,
+        {
+            "name": "ray-head",
+            "resources": _resources(spec.head.cpu, spec.head.memory, cpu_limit=spec.head.cpu_limit),
+            "ports": [
+                {"name": "gcs", "containerPort": 6379},
+                {"name": "dashboard", "containerPort": 8265},
+                {"name": "client", "containerPort": 10001},
+            ],
+        },
+    )
     worker_pod: dict = {}
     if w.node_selector:
         worker_pod["nodeSelector"] = dict(w.node_selector)
     if w.tolerations:
         worker_pod["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in w.tolerations]
-    worker = pod_template(spec, {
-        "name": "ray-worker",
-        "resources": _resources(w.cpu, w.memory, w.gpus_per_worker, w.cpu_limit),
-    }, **worker_pod)
+    worker = pod_template(
+        spec,
+        {
+            "name": "ray-worker",
+            "resources": _resources(w.cpu, w.memory, w.gpus_per_worker, w.cpu_limit),
+        },
+        **worker_pod,
+    )
     out = {
         "rayVersion": spec.ray_version,
         "authOptions": {"mode": "token"},
         # The head schedules no work (num-cpus 0): it hosts the GCS, the dashboard and the driver.
-        "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"},
-                          "template": head},
-        "workerGroupSpecs": [{
-            "groupName": names.WORKER_GROUP,
-            "replicas": w.replicas, "minReplicas": w.replicas, "maxReplicas": w.replicas,
-            "rayStartParams": _worker_start_params(w),
-            "template": worker,
-        }],
+        "headGroupSpec": {"rayStartParams": {"dashboard-host": "0.0.0.0", "num-cpus": "0"}, "template": head},
+        "workerGroupSpecs": [
+            {
+                "groupName": names.WORKER_GROUP,
+                "replicas": w.replicas,
+                "minReplicas": w.replicas,
+                "maxReplicas": w.replicas,
+                "rayStartParams": _worker_start_params(w),
+                "template": worker,
+            }
+        ],
     }
     return out
 
@@ -142,10 +166,14 @@ def render_rayjob(name: str, uid: str, spec: ViTPipelineSpec) -> dict:
         "backoffLimit": spec.backoff_limit,
         "suspend": spec.suspend,
         "rayClusterSpec": cluster_spec(spec),
-        "submitterPodTemplate": pod_template(spec, {
-            "name": "ray-job-submitter",
-            "resources": SUBMITTER_RESOURCES,
-        }, restartPolicy="Never"),
+        "submitterPodTemplate": pod_template(
+            spec,
+            {
+                "name": "ray-job-submitter",
+                "resources": SUBMITTER_RESOURCES,
+            },
+            restartPolicy="Never",
+        ),
     }
     if spec.active_deadline_seconds is not None:
         job["activeDeadlineSeconds"] = spec.active_deadline_seconds
@@ -160,8 +188,12 @@ def render_rayjob(name: str, uid: str, spec: ViTPipelineSpec) -> dict:
                 "app.kubernetes.io/managed-by": MANAGED_BY,
                 LABEL_PIPELINE: names.fit(name, 63),
             },
-            "annotations": {ANN_RUN_ID: layout.run_id, ANN_SUMMARY: layout.summary,
-                            ANN_PROGRESS: layout.progress, ANN_DRIVER_LOG: layout.driver_log},
+            "annotations": {
+                ANN_RUN_ID: layout.run_id,
+                ANN_SUMMARY: layout.summary,
+                ANN_PROGRESS: layout.progress,
+                ANN_DRIVER_LOG: layout.driver_log,
+            },
         },
         "spec": job,
     }
@@ -170,8 +202,7 @@ def render_rayjob(name: str, uid: str, spec: ViTPipelineSpec) -> dict:
 def pod_templates(rayjob: dict) -> dict[str, dict]:
     """Every pod template in a rendered RayJob, by role (for checks against admission)."""
     spec = rayjob["spec"]
-    out = {"head": spec["rayClusterSpec"]["headGroupSpec"]["template"],
-           "submitter": spec["submitterPodTemplate"]}
+    out = {"head": spec["rayClusterSpec"]["headGroupSpec"]["template"], "submitter": spec["submitterPodTemplate"]}
     for group in spec["rayClusterSpec"]["workerGroupSpecs"]:
         out[f"worker-{group['groupName']}"] = group["template"]
     return out

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+
 from vitpipeline import config as pc
 from vitpipeline.config import RUN_ID_PATTERN, S3_URI_PATTERN
 
@@ -20,10 +21,20 @@ from vitpipeline.config import RUN_ID_PATTERN, S3_URI_PATTERN
 # not for a Forbidden one, so the secret is never echoed. (The model refuses them too, in
 # vitpipeline.config._check_uri, with the same message.)
 S3_URI_OR_USERINFO_PATTERN = S3_URI_PATTERN.replace("^s3://", "^s3://([^/@]*@)?", 1)
-NO_CREDENTIALS_RULE = {"rule": "!self.matches('^s3://[^/]*@')", "message": pc.CREDENTIALS_MESSAGE,
-                       "reason": "FieldValueForbidden"}
-S3Uri = Annotated[str, Field(min_length=6, max_length=1024, pattern=S3_URI_OR_USERINFO_PATTERN,
-                             json_schema_extra={"x-kubernetes-validations": [NO_CREDENTIALS_RULE]})]
+NO_CREDENTIALS_RULE = {
+    "rule": "!self.matches('^s3://[^/]*@')",
+    "message": pc.CREDENTIALS_MESSAGE,
+    "reason": "FieldValueForbidden",
+}
+S3Uri = Annotated[
+    str,
+    Field(
+        min_length=6,
+        max_length=1024,
+        pattern=S3_URI_OR_USERINFO_PATTERN,
+        json_schema_extra={"x-kubernetes-validations": [NO_CREDENTIALS_RULE]},
+    ),
+]
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 # A Kubernetes resource quantity, written as a string ("2", "500m", "8Gi").
@@ -33,7 +44,10 @@ Quantity = Annotated[str, Field(max_length=32, pattern=r"^[0-9]+(\.[0-9]+)?(m|k|
 # cluster's Ray version to enable token auth (Ray >= 2.52).
 PIPELINE_RAY_VERSION = "2.60.0"
 IMAGE_PATTERN = r"^[a-z0-9][a-z0-9._/:-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[a-f0-9]{64})$"
-NOT_LATEST_RULE = {"rule": "!self.endsWith(':latest')", "message": "must be pinned: a tag other than latest, or a digest"}
+NOT_LATEST_RULE = {
+    "rule": "!self.endsWith(':latest')",
+    "message": "must be pinned: a tag other than latest, or a digest",
+}
 
 
 class _Model(pc._Model):
@@ -66,7 +80,10 @@ class S3OutputSpec(pc.OutputSpec):
 
 class ClusterPipelineConfig(pc.PipelineConfig):
     run_id: str | None = Field(
-        default=None, min_length=1, max_length=63, pattern=RUN_ID_PATTERN,
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=RUN_ID_PATTERN,
         description="Run identity and S3 prefix segment. Default: <name>-<first 8 of uid>.",
     )
     data: S3DataSpec
@@ -80,12 +97,22 @@ class ClusterPipelineConfig(pc.PipelineConfig):
 CPU_LIMIT_DESCRIPTION = (
     "CPU limit of each pod. Default: cpu (requests equal limits: Guaranteed QoS, no CPU shared with "
     "others). Higher lets the pod use idle CPU of its node above its request, e.g. for Ray's start-up "
-    "on a small request; Ray still plans with cpu.")
+    "on a small request; Ray still plans with cpu."
+)
 
 
-_SUFFIX = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10) ** 3, "M": Decimal(10) ** 6,
-           "G": Decimal(10) ** 9, "T": Decimal(10) ** 12, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20,
-           "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40}
+_SUFFIX = {
+    "m": Decimal("0.001"),
+    "": Decimal(1),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+}
 
 
 def quantity(value: str) -> Decimal:
@@ -149,28 +176,36 @@ class S3Access(_Model):
 class ViTPipelineSpec(_Model):
     pipeline: ClusterPipelineConfig
     ray_image: str = Field(
-        min_length=3, max_length=512, pattern=IMAGE_PATTERN,
+        min_length=3,
+        max_length=512,
+        pattern=IMAGE_PATTERN,
         description="Image with vitpipeline installed, pinned by tag or digest.",
         json_schema_extra={"x-kubernetes-validations": [NOT_LATEST_RULE]},
     )
     ray_version: str = Field(
-        default=PIPELINE_RAY_VERSION, pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
+        default=PIPELINE_RAY_VERSION,
+        pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$",
         description="The Ray version in rayImage (KubeRay checks it: token auth needs >= 2.52.0). "
-                    "The default is the Ray of the vitpipeline/pipeline image.")
+        "The default is the Ray of the vitpipeline/pipeline image.",
+    )
     head: HeadSpec = HeadSpec()
     workers: WorkersSpec = WorkersSpec()
     s3: S3Access = S3Access()
     service_account_name: Name | None = Field(
-        default=None, description="For workload identity when s3.credentialsSecret is unset.")
+        default=None, description="For workload identity when s3.credentialsSecret is unset."
+    )
     suspend: bool = False
     ttl_seconds_after_finished: int = Field(default=600, ge=0, le=604800)
     active_deadline_seconds: int | None = Field(default=None, ge=1)
     backoff_limit: int = Field(default=0, ge=0, le=10)
     startup_deadline_seconds: int = Field(
-        default=600, ge=0, le=86400,
+        default=600,
+        ge=0,
+        le=86400,
         description="How long the Ray cluster may take to start: past it, the run fails with the cause read "
-                    "off the RayCluster and its pods (0: wait forever). Also how long the driver waits for "
-                    "its workers to join.")
+        "off the RayCluster and its pods (0: wait forever). Also how long the driver waits for "
+        "its workers to join.",
+    )
 
     @field_validator("ray_image")
     @classmethod
@@ -187,7 +222,8 @@ class ViTPipelineSpec(_Model):
         if t.use_gpu and t.num_workers > self.workers.replicas * self.workers.gpus_per_worker:
             raise ValueError(
                 f"pipeline.training.numWorkers={t.num_workers} GPU workers cannot fit on "
-                f"workers.replicas={self.workers.replicas} x gpusPerWorker={self.workers.gpus_per_worker}")
+                f"workers.replicas={self.workers.replicas} x gpusPerWorker={self.workers.gpus_per_worker}"
+            )
         return self
 
 

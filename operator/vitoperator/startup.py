@@ -7,8 +7,15 @@ quota, a bad Secret reference).
 
 from __future__ import annotations
 
-WAITING_BAD = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
-               "CreateContainerError", "CrashLoopBackOff", "RunContainerError")
+WAITING_BAD = (
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "CrashLoopBackOff",
+    "RunContainerError",
+)
 
 
 def pod_problem(pod: dict) -> str | None:
@@ -20,7 +27,11 @@ def pod_problem(pod: dict) -> str | None:
     for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in WAITING_BAD:
-            return f"pod {name}, container {cs.get('name')}: {waiting['reason']}: {waiting.get('message') or ''}".rstrip(": ")
+            return (
+                f"pod {name}, container {cs.get('name')}: {waiting['reason']}: {waiting.get('message') or ''}".rstrip(
+                    ": "
+                )
+            )
     return None
 
 
@@ -34,11 +45,17 @@ def why_not_started(rayjob: dict | None, raycluster: dict | None, pods: list[dic
         return "the RayJob does not exist"
     if raycluster is None:
         name = (rayjob.get("status") or {}).get("rayClusterName")
-        return (f"RayCluster {name} was never created; is the KubeRay operator running?" if name
-                else "KubeRay never picked up the RayJob; is the KubeRay operator running?")
+        return (
+            f"RayCluster {name} was never created; is the KubeRay operator running?"
+            if name
+            else "KubeRay never picked up the RayJob; is the KubeRay operator running?"
+        )
     rc = raycluster.get("status") or {}
     reason = rc.get("reason") or ""
     if not pods:
         return f"RayCluster {raycluster['metadata']['name']} has no pods" + (f": {reason}" if reason else "")
-    return (f"RayCluster {raycluster['metadata']['name']} is {rc.get('state') or 'not ready'}"
-            + (f": {reason}" if reason else "") + f"; {len(pods)} pod(s), none failing visibly")
+    return (
+        f"RayCluster {raycluster['metadata']['name']} is {rc.get('state') or 'not ready'}"
+        + (f": {reason}" if reason else "")
+        + f"; {len(pods)} pod(s), none failing visibly"
+    )

@@ -57,8 +57,9 @@ def phase_of(rayjob_status: dict | None, summary: dict | None) -> tuple[str, str
     return PENDING, "UnknownRayJobStatus", f"unrecognised jobDeploymentStatus {deploy!r} (jobStatus {job!r})"
 
 
-def condition(ctype: str, ok: bool, reason: str, message: str, now: str, generation: int | None,
-              previous: list[dict] | None) -> dict:
+def condition(
+    ctype: str, ok: bool, reason: str, message: str, now: str, generation: int | None, previous: list[dict] | None
+) -> dict:
     """A condition; lastTransitionTime only moves when its status changes."""
     status = "True" if ok else "False"
     old = next((c for c in previous or () if c.get("type") == ctype), None)
@@ -69,13 +70,21 @@ def condition(ctype: str, ok: bool, reason: str, message: str, now: str, generat
     return out
 
 
-def conditions_for(phase: str, reason: str, message: str, now: str, generation: int | None,
-                   previous: list[dict] | None) -> list[dict]:
+def conditions_for(
+    phase: str, reason: str, message: str, now: str, generation: int | None, previous: list[dict] | None
+) -> list[dict]:
     """Accepted (the spec produced a RayJob), Running, and Finished (reason says how)."""
     accepted_ok = not (phase == FAILED and reason in REFUSALS)
     return [
-        condition("Accepted", accepted_ok, "RayJobCreated" if accepted_ok else reason,
-                  "RayJob created" if accepted_ok else message, now, generation, previous),
+        condition(
+            "Accepted",
+            accepted_ok,
+            "RayJobCreated" if accepted_ok else reason,
+            "RayJob created" if accepted_ok else message,
+            now,
+            generation,
+            previous,
+        ),
         condition("Running", phase == RUNNING, reason, message, now, generation, previous),
         condition("Finished", phase in TERMINAL, reason, message, now, generation, previous),
     ]
@@ -85,9 +94,14 @@ def mirror_fields(rayjob: dict) -> dict:
     """RayJob facts copied into the ViTPipeline's status."""
     st = rayjob.get("status") or {}
     out = {"rayJobName": rayjob["metadata"]["name"], "jobId": st.get("jobId") or rayjob["spec"].get("jobId")}
-    for src, dst in (("rayClusterName", "rayClusterName"), ("dashboardURL", "dashboardURL"),
-                     ("startTime", "startTime"), ("endTime", "completionTime"),
-                     ("failed", "failedAttempts"), ("succeeded", "succeededAttempts")):
+    for src, dst in (
+        ("rayClusterName", "rayClusterName"),
+        ("dashboardURL", "dashboardURL"),
+        ("startTime", "startTime"),
+        ("endTime", "completionTime"),
+        ("failed", "failedAttempts"),
+        ("succeeded", "succeededAttempts"),
+    ):
         if st.get(src):
             out[dst] = st[src]
     return out
@@ -95,9 +109,11 @@ def mirror_fields(rayjob: dict) -> dict:
 
 def summary_fields(summary: dict) -> dict:
     """What the ViTPipeline's status shows from a run's summary.json."""
-    out = {k: summary[k] for k in ("metrics", "counts", "checkpointUri", "predictionsUri", "summaryUri",
-                                        "driverLogUri", "reportUri")
-           if summary.get(k) is not None}
+    out = {
+        k: summary[k]
+        for k in ("metrics", "counts", "checkpointUri", "predictionsUri", "summaryUri", "driverLogUri", "reportUri")
+        if summary.get(k) is not None
+    }
     if isinstance(out.get("metrics"), dict):
         out["metrics"] = {k: v for k, v in out["metrics"].items() if v is not None}
     return out
@@ -106,8 +122,14 @@ def summary_fields(summary: dict) -> dict:
 DONE_PROGRESS = {"stage": "done", "percent": 100, "summary": "100% done", "stale": False}
 
 
-def status_update(rayjob: dict, summary: dict | None, previous: dict, now: str,
-                  generation: int | None, pipeline_error: str | None = None) -> dict:
+def status_update(
+    rayjob: dict,
+    summary: dict | None,
+    previous: dict,
+    now: str,
+    generation: int | None,
+    pipeline_error: str | None = None,
+) -> dict:
     """The full status patch for a ViTPipeline whose RayJob is `rayjob`. `pipeline_error` is the
     pipeline's own account of its failure (from progress.json); it explains a Failed phase
     better than KubeRay can, so it becomes the message, with KubeRay's words kept after it."""
@@ -116,8 +138,13 @@ def status_update(rayjob: dict, summary: dict | None, previous: dict, now: str,
         # KubeRay's message carries the job's log tail; its first line is enough here.
         kuberay = f"{reason}: {message.splitlines()[0] if message else ''}"[:300]
         reason, message = "PipelineFailed", f"{pipeline_error[:1500]} (KubeRay: {kuberay})"
-    out = {"phase": phase, "reason": reason, "message": message, **mirror_fields(rayjob),
-           "conditions": conditions_for(phase, reason, message, now, generation, previous.get("conditions"))}
+    out = {
+        "phase": phase,
+        "reason": reason,
+        "message": message,
+        **mirror_fields(rayjob),
+        "conditions": conditions_for(phase, reason, message, now, generation, previous.get("conditions")),
+    }
     if phase == SUCCEEDED and summary is not None:
         out.update(summary_fields(summary))
         out["stage"], out["progress"] = "done", dict(DONE_PROGRESS)

@@ -88,10 +88,10 @@ def _run(config: PipelineConfig, verbose: bool = False) -> int:
     (kept under the run's prefix) unless `verbose`; the screen gets the stage lines, training
     progress, the results table and, on failure, one line."""
     from .console import Console, progress_reader
+    from .runner import new_attempt_id
     from .stages.commit import read_summary
     from .storage.driverlog import FdTee
     from .storage.layout import RunLayout
-    from .runner import new_attempt_id
     from .storage.store import Store
 
     store, layout = Store(config.storage), RunLayout(config.output.uri, config.run_id)
@@ -122,8 +122,10 @@ def _run_and_report(config: PipelineConfig, attempt: str, say, verbose: bool, dr
     except Exception as err:
         traceback.print_exc()  # into the driver log (and on screen when verbose)
         first = (str(err).strip().splitlines() or [""])[0]
-        say(f"vitpipeline: {type(err).__name__}: {first} (traceback {'above' if verbose else 'in ' + driver_log})",
-            err=True)
+        say(
+            f"vitpipeline: {type(err).__name__}: {first} (traceback {'above' if verbose else 'in ' + driver_log})",
+            err=True,
+        )
         return 1
     say(results_table(summary))
     return 0
@@ -210,8 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="validate a config file and exit")
     p.add_argument("--config", required=True)
     p.set_defaults(fn=cmd_check)
-    p = sub.add_parser("show", help="the state of a run: progress while it runs, results when done",
-                       description="Exit status: 0 succeeded, 3 running, 1 failed, 1 no run there.")
+    p = sub.add_parser(
+        "show",
+        help="the state of a run: progress while it runs, results when done",
+        description="Exit status: 0 succeeded, 3 running, 1 failed, 1 no run there.",
+    )
     p.add_argument("run", help="<output-uri>/<runId>, a local path or s3://")
     p.add_argument("--endpoint-url", default=None, help="S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
     p.add_argument("--json", action="store_true", help="the state as JSON, for scripts")

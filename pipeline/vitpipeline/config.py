@@ -22,9 +22,7 @@ CREDENTIALS_MESSAGE = "credentials in a URI are not allowed; use a Secret refere
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
 def _check_uri(value: str) -> str:
@@ -34,9 +32,7 @@ def _check_uri(value: str) -> str:
             # The value is not echoed: it may hold a secret.
             raise ValueError(CREDENTIALS_MESSAGE)
         if not re.match(S3_URI_PATTERN, value):
-            raise ValueError(
-                f"{value!r} is not a valid location: use s3://bucket/prefix or a local path"
-            )
+            raise ValueError(f"{value!r} is not a valid location: use s3://bucket/prefix or a local path")
     elif not value.strip():
         raise ValueError("must not be empty")
     return value
@@ -77,8 +73,7 @@ class DataSpec(_Model):
             for i, src in enumerate(self.sources):
                 if src.label is not None:
                     raise ValueError(
-                        f"sources[{i}].label: not allowed together with labelsCsv "
-                        "(labels come from one place)"
+                        f"sources[{i}].label: not allowed together with labelsCsv (labels come from one place)"
                     )
         return self
 

@@ -108,8 +108,14 @@ class Console:
         from tqdm import tqdm
 
         if self._bar is None:
-            self._bar = tqdm(total=p.get("total"), desc="[vitpipeline] train", unit="step",
-                             file=_ToScreen(self._say), dynamic_ncols=True, leave=True)
+            self._bar = tqdm(
+                total=p.get("total"),
+                desc="[vitpipeline] train",
+                unit="step",
+                file=_ToScreen(self._say),
+                dynamic_ncols=True,
+                leave=True,
+            )
         accuracy = (p.get("metrics") or {}).get("accuracy")
         if accuracy is not None:
             self._bar.set_postfix_str(f"eval accuracy {accuracy:.4f}", refresh=False)

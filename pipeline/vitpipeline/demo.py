@@ -37,7 +37,7 @@ def write_digits(dest: str | os.PathLike, per_class: int | None = None, seed: in
     dest = Path(dest)
     written: dict[str, list[str]] = {"rgb": [], "converted": [], "corrupt": []}
     seen: dict[int, int] = {}
-    for pixels, target in zip(digits.images, digits.target):
+    for pixels, target in zip(digits.images, digits.target, strict=True):
         n = seen.get(int(target), 0)
         if per_class is not None and n >= per_class:
             continue

@@ -20,10 +20,14 @@ def most_confident_mistakes(predictions, limit: int = MISTAKES) -> list[dict]:
     """Wrong predictions with a known label, highest score first: path, true, predicted, score."""
     if "true_label" not in predictions:
         return []
-    wrong = predictions[predictions["true_label"].notna() & (predictions["true_label"] != predictions["predicted_label"])]
+    wrong = predictions[
+        predictions["true_label"].notna() & (predictions["true_label"] != predictions["predicted_label"])
+    ]
     wrong = wrong.sort_values(["score", "path"], ascending=[False, True]).head(limit)
-    return [{"path": r.path, "true": r.true_label, "predicted": r.predicted_label, "score": float(r.score)}
-            for r in wrong.itertuples()]
+    return [
+        {"path": r.path, "true": r.true_label, "predicted": r.predicted_label, "score": float(r.score)}
+        for r in wrong.itertuples()
+    ]
 
 
 def thumbnail(data: bytes) -> bytes | None:
@@ -68,15 +72,20 @@ def curves_figure(history: list[dict]) -> str | None:
         return None
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     if train:
-        ax_loss.plot(*zip(*train), label="training loss", color="tab:blue")
+        ax_loss.plot(*zip(*train, strict=True), label="training loss", color="tab:blue")
     if any("eval_loss" in h for h in evals):
-        ax_loss.plot([h["step"] for h in evals if "eval_loss" in h], [h["eval_loss"] for h in evals if "eval_loss" in h],
-                     "o-", label="evaluation loss", color="tab:orange")
+        ax_loss.plot(
+            [h["step"] for h in evals if "eval_loss" in h],
+            [h["eval_loss"] for h in evals if "eval_loss" in h],
+            "o-",
+            label="evaluation loss",
+            color="tab:orange",
+        )
     ax_loss.set(xlabel="step", ylabel="loss", title="Loss")
     ax_loss.legend()
     accuracy = [(h["epoch"], h["eval_accuracy"]) for h in evals if "eval_accuracy" in h]
     if accuracy:
-        ax_acc.plot(*zip(*accuracy), "o-", color="tab:green")
+        ax_acc.plot(*zip(*accuracy, strict=True), "o-", color="tab:green")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Evaluation accuracy", ylim=(0, 1.02))
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -101,8 +110,7 @@ def confusion_figure(matrix: dict) -> str:
         top = counts.max() or 1
         for (i, j), n in np.ndenumerate(counts):
             if n:
-                ax.text(j, i, str(n), ha="center", va="center", fontsize=8,
-                        color="white" if n > top / 2 else "black")
+                ax.text(j, i, str(n), ha="center", va="center", fontsize=8, color="white" if n > top / 2 else "black")
     return _png(fig)
 
 
@@ -112,7 +120,7 @@ def timings_figure(timings: dict) -> str | None:
     if not stages:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(stages)))
-    names, seconds = zip(*stages)
+    names, seconds = zip(*stages, strict=True)
     ax.barh(names, seconds, color="tab:purple")
     ax.invert_yaxis()
     ax.set(xlabel="seconds", title=f"Time per stage (total {timings.get('total', sum(seconds)):.0f} s)")
@@ -130,8 +138,10 @@ def _table(headers: list[str], rows: list[list], table_id: str) -> str:
 def _figure(fig_id: str, png: str | None, caption: str) -> str:
     if png is None:
         return f'<p id="{fig_id}" class="none">{html.escape(caption)}: nothing to plot.</p>'
-    return (f'<figure id="{fig_id}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f'<figure id="{fig_id}"><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 STYLE = """
@@ -150,15 +160,30 @@ def build(summary: dict, mistakes: list[dict]) -> str:
     gives them, each with `thumbnail` (PNG bytes or None)."""
     m, c = summary.get("metrics", {}), summary["counts"]
     ev = summary.get("evaluation")
-    kpis = [("eval accuracy", m.get("accuracy")), ("prediction accuracy", m.get("predictionAccuracy")),
-            ("macro F1", m.get("macroF1")), ("top-5 accuracy", m.get("top5Accuracy"))]
+    kpis = [
+        ("eval accuracy", m.get("accuracy")),
+        ("prediction accuracy", m.get("predictionAccuracy")),
+        ("macro F1", m.get("macroF1")),
+        ("top-5 accuracy", m.get("top5Accuracy")),
+    ]
     parts = [
         f"<h1>vitpipeline run {html.escape(summary['runId'])}</h1>",
-        '<div class="kpi">' + "".join(f"<div>{v:.4f}<span>{html.escape(k)}</span></div>"
-                                      for k, v in kpis if v is not None) + "</div>",
-        _table(["images", "count"], [["read", c["read"]], ["usable", c["usable"]], ["quarantined", c["quarantined"]],
-                                     ["train", c.get("train")], ["validation", c.get("validation")],
-                                     ["predicted", c.get("predicted")], ["classes", c.get("classes")]], "counts"),
+        '<div class="kpi">'
+        + "".join(f"<div>{v:.4f}<span>{html.escape(k)}</span></div>" for k, v in kpis if v is not None)
+        + "</div>",
+        _table(
+            ["images", "count"],
+            [
+                ["read", c["read"]],
+                ["usable", c["usable"]],
+                ["quarantined", c["quarantined"]],
+                ["train", c.get("train")],
+                ["validation", c.get("validation")],
+                ["predicted", c.get("predicted")],
+                ["classes", c.get("classes")],
+            ],
+            "counts",
+        ),
         "<h2>Training</h2>",
         _figure("curves", curves_figure(summary.get("history") or []), "Loss by step and evaluation accuracy by epoch"),
         "<h2>Evaluation of the predictions</h2>",
@@ -166,31 +191,52 @@ def build(summary: dict, mistakes: list[dict]) -> str:
     if ev is None:
         parts.append('<p id="no-evaluation">The predicted images carry no labels: nothing to evaluate.</p>')
     else:
-        parts.append(_figure("confusion", confusion_figure(ev["confusionMatrix"]),
-                             f"Confusion matrix of {ev['images']} predicted images"))
-        rows = [[name, f"{pc['precision']:.3f}", f"{pc['recall']:.3f}", f"{pc['f1']:.3f}", pc["support"]]
-                for name, pc in ev["perClass"].items()]
-        rows += [["macro F1", "", "", f"{ev['macroF1']:.3f}", ev["images"]],
-                 ["weighted F1", "", "", f"{ev['weightedF1']:.3f}", ev["images"]]]
+        parts.append(
+            _figure(
+                "confusion",
+                confusion_figure(ev["confusionMatrix"]),
+                f"Confusion matrix of {ev['images']} predicted images",
+            )
+        )
+        rows = [
+            [name, f"{pc['precision']:.3f}", f"{pc['recall']:.3f}", f"{pc['f1']:.3f}", pc["support"]]
+            for name, pc in ev["perClass"].items()
+        ]
+        rows += [
+            ["macro F1", "", "", f"{ev['macroF1']:.3f}", ev["images"]],
+            ["weighted F1", "", "", f"{ev['weightedF1']:.3f}", ev["images"]],
+        ]
         parts.append(_table(["class", "precision", "recall", "F1", "support"], rows, "per-class"))
     parts.append("<h2>Most confident mistakes</h2>")
     if mistakes:
         cells = []
         for x in mistakes:
-            img = (f'<img alt="{html.escape(x["path"])}" src="data:image/png;base64,'
-                   f'{base64.b64encode(x["thumbnail"]).decode()}">') if x.get("thumbnail") else "<div>(unreadable)</div>"
-            cells.append(f'<figure title="{html.escape(x["path"])}">{img}<figcaption>true <b>{html.escape(x["true"])}</b>'
-                         f'<br>predicted <b>{html.escape(x["predicted"])}</b> ({x["score"]:.2f})</figcaption></figure>')
+            img = (
+                (
+                    f'<img alt="{html.escape(x["path"])}" src="data:image/png;base64,'
+                    f'{base64.b64encode(x["thumbnail"]).decode()}">'
+                )
+                if x.get("thumbnail")
+                else "<div>(unreadable)</div>"
+            )
+            cells.append(
+                f'<figure title="{html.escape(x["path"])}">{img}<figcaption>true <b>{html.escape(x["true"])}</b>'
+                f"<br>predicted <b>{html.escape(x['predicted'])}</b> ({x['score']:.2f})</figcaption></figure>"
+            )
         parts.append(f'<div class="grid" id="mistakes">{"".join(cells)}</div>')
     else:
         parts.append('<p id="mistakes" class="none">No mistakes among the labelled predictions.</p>')
     parts.append(f"<h2>Quarantined files ({len(summary.get('quarantined', []))})</h2>")
-    parts.append(_table(["file", "reason"], [[q["path"], q["reason"]] for q in summary.get("quarantined", [])],
-                        "quarantined"))
+    parts.append(
+        _table(["file", "reason"], [[q["path"], q["reason"]] for q in summary.get("quarantined", [])], "quarantined")
+    )
     parts.append("<h2>Time per stage</h2>")
     parts.append(_figure("timings", timings_figure(summary.get("timingsSeconds", {})), "Wall time of each stage"))
     links = [(k, summary.get(k)) for k in ("summaryUri", "predictionsUri", "checkpointUri", "driverLogUri")]
     parts.append(_table(["output", "location"], [[k, v] for k, v in links if v], "outputs"))
-    return ("<!doctype html><html lang=en><head><meta charset=utf-8>"
-            f"<title>vitpipeline {html.escape(summary['runId'])}</title><style>{STYLE}</style></head><body>"
-            + "\n".join(parts) + "</body></html>")
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>vitpipeline {html.escape(summary['runId'])}</title><style>{STYLE}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )

@@ -28,7 +28,16 @@ from .rules.resources import READ_CPUS
 from .rules.split import stratified_split
 from .stages import commit, ingest
 from .stages.infer import Predictor
-from .stages.prepare import META_COLUMNS, Manifest, inputs_digest, prepared, read_shard, reusable, split_rows, usable_rows
+from .stages.prepare import (
+    META_COLUMNS,
+    Manifest,
+    inputs_digest,
+    prepared,
+    read_shard,
+    reusable,
+    split_rows,
+    usable_rows,
+)
 from .storage.layout import AttemptLayout, RunLayout, attempt_id, is_s3
 from .storage.progress import Progress
 from .storage.store import Store
@@ -78,7 +87,7 @@ def _timed(timings: dict, key: str):
 def new_attempt_id() -> str:
     import datetime as dt
 
-    return attempt_id(dt.datetime.now(dt.timezone.utc), os.urandom(4).hex())
+    return attempt_id(dt.datetime.now(dt.UTC), os.urandom(4).hex())
 
 
 def model_geometry(config: PipelineConfig) -> Geometry:
@@ -116,19 +125,36 @@ class Prepared:
     reused: bool  # an earlier attempt's complete set, proven by its manifest
 
 
-def prepare_images(store: Store, config: PipelineConfig, layout: RunLayout, attempt: AttemptLayout,
-                   listing: Listing, geometry: Geometry) -> Prepared:
+def prepare_images(
+    store: Store,
+    config: PipelineConfig,
+    layout: RunLayout,
+    attempt: AttemptLayout,
+    listing: Listing,
+    geometry: Geometry,
+) -> Prepared:
     digest = inputs_digest(listing.items, config.validation, geometry)
-    manifest = Manifest.from_json(store.read_bytes(layout.prepared_manifest)) if store.exists(layout.prepared_manifest) else None
+    manifest = (
+        Manifest.from_json(store.read_bytes(layout.prepared_manifest))
+        if store.exists(layout.prepared_manifest)
+        else None
+    )
     reused = reusable(manifest, digest)
     uri = manifest.uri if reused else attempt.prepared
     fs, path = store.resolve(uri)
     if not reused:
         prepared(ingest.read_images(store, listing.items), config.validation, geometry, READ_CPUS).write_parquet(
-            path, filesystem=fs)
+            path, filesystem=fs
+        )
     meta = ray.data.read_parquet(path, filesystem=fs).select_columns(META_COLUMNS).to_pandas()
-    t = tally(meta["path"], meta["label"], meta["reason"], meta["mode"],
-              listed=len(listing.items) + listing.unlabeled, unlabeled=listing.unlabeled)
+    t = tally(
+        meta["path"],
+        meta["label"],
+        meta["reason"],
+        meta["mode"],
+        listed=len(listing.items) + listing.unlabeled,
+        unlabeled=listing.unlabeled,
+    )
     if not reused:
         manifest = Manifest(uri=uri, digest=digest, rows=len(meta), bytes=store.total_bytes(uri))
         store.write_bytes(layout.prepared_manifest, manifest.to_json())
@@ -162,10 +188,17 @@ def shard_rows(store: Store, config: PipelineConfig, prep: Prepared, split: Spli
     whole CPU would wait for ever)."""
     files = [f for f in store.list_files(prep.uri) if f.endswith(".parquet")]
     columns = ["path", "label", "reason", "image"]
-    return ray.data.from_items([{"file": f} for f in files]).map_batches(
-        read_shard, fn_kwargs={"columns": columns, "storage": config.storage}, batch_size=1,
-        batch_format="numpy", num_cpus=READ_CPUS,
-    ).map_batches(split_rows(split.class_index, keep, with_meta), batch_format="numpy", num_cpus=READ_CPUS)
+    return (
+        ray.data.from_items([{"file": f} for f in files])
+        .map_batches(
+            read_shard,
+            fn_kwargs={"columns": columns, "storage": config.storage},
+            batch_size=1,
+            batch_format="numpy",
+            num_cpus=READ_CPUS,
+        )
+        .map_batches(split_rows(split.class_index, keep, with_meta), batch_format="numpy", num_cpus=READ_CPUS)
+    )
 
 
 CACHE_FRACTION = 0.25  # of the object store, at most, for the prepared images of a `feed: auto` run
@@ -176,18 +209,40 @@ def cache_in_object_store(feed: str, images: int, geometry: Geometry, store_byte
     return feed == "auto" and images * geometry.height * geometry.width * 3 <= CACHE_FRACTION * store_bytes
 
 
-def train_model(store: Store, config: PipelineConfig, layout: RunLayout, prep: Prepared, split: Split,
-                geometry: Geometry, resources_plan: resources.ResourcePlan):
+def train_model(
+    store: Store,
+    config: PipelineConfig,
+    layout: RunLayout,
+    attempt: AttemptLayout,
+    prep: Prepared,
+    split: Split,
+    geometry: Geometry,
+    resources_plan: resources.ResourcePlan,
+):
     from .stages.train import fit, make_plan
 
-    plan = make_plan(config, split.class_names, len(split.train), resources_plan.train_workers, layout.training_record,
-                     layout.progress, geometry=geometry, fail_marker=layout.root + "/.fault-fired",
-                     worker_cpus=resources_plan.train_worker_cpus, tensorboard_uri=layout.tensorboard)
+    plan = make_plan(
+        config,
+        split.class_names,
+        len(split.train),
+        resources_plan.train_workers,
+        layout.training_record,
+        layout.progress,
+        geometry=geometry,
+        fail_marker=layout.root + "/.fault-fired",
+        worker_cpus=resources_plan.train_worker_cpus,
+        tensorboard_uri=layout.tensorboard,
+        attempt_id=attempt.id,
+    )
     fs, storage_path = store.resolve(layout.checkpoints)
     train = shard_rows(store, config, prep, split, split.train, with_meta=False)
     valid = shard_rows(store, config, prep, split, split.valid, with_meta=False)
-    cached = cache_in_object_store(config.training.feed, len(split.train) + len(split.valid), geometry,
-                                   ray.cluster_resources().get("object_store_memory", 0))
+    cached = cache_in_object_store(
+        config.training.feed,
+        len(split.train) + len(split.valid),
+        geometry,
+        ray.cluster_resources().get("object_store_memory", 0),
+    )
     if cached:
         train, valid = train.materialize(), valid.materialize()
     result = fit(
@@ -212,8 +267,9 @@ def top_k_of(config: PipelineConfig, classes: int) -> int:
     return k
 
 
-def predict(rows, config: PipelineConfig, pool: resources.Pool, model, geometry: Geometry, with_truth: bool,
-            top_k: int = 1):
+def predict(
+    rows, config: PipelineConfig, pool: resources.Pool, model, geometry: Geometry, with_truth: bool, top_k: int = 1
+):
     """Predictions for rows of uint8 `image`s: the one prediction path (CPU or GPU actors)."""
     return rows.map_batches(
         Predictor,
@@ -288,8 +344,9 @@ def run(config: PipelineConfig, echo=print, attempt: str | None = None) -> dict:
         raise
 
 
-def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt: AttemptLayout,
-                progress: Progress, echo) -> dict:
+def _run_stages(
+    config: PipelineConfig, store: Store, layout: RunLayout, attempt: AttemptLayout, progress: Progress, echo
+) -> dict:
     if not model_available(config.model.name, store):
         raise PipelineError(
             f"model.name: {config.model.name!r} is neither a local model directory, an s3:// "
@@ -314,8 +371,10 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
         prep = prepare_images(store, config, layout, attempt, listing, geometry)
     counts = dict(prep.tally.counts)
     reused = " (reused from an earlier attempt)" if prep.reused else ""
-    echo(f"[vitpipeline] {counts['usable']} usable images, {counts['quarantined']} quarantined, "
-         f"{sum(counts['converted'].values())} converted to RGB; {prep.bytes / 2**20:.1f} MiB of shards{reused}")
+    echo(
+        f"[vitpipeline] {counts['usable']} usable images, {counts['quarantined']} quarantined, "
+        f"{sum(counts['converted'].values())} converted to RGB; {prep.bytes / 2**20:.1f} MiB of shards{reused}"
+    )
     if not prep.tally.usable:
         reasons = "; ".join(f"{q['path']}: {q['reason']}" for q in prep.tally.quarantined[:3])
         raise InputError(f"data: no usable images among {counts['read']} files ({reasons})")
@@ -327,25 +386,35 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
 
     progress.stage("train", total=None)
     with _timed(timings, "train"):
-        result, feed = train_model(store, config, layout, prep, split, geometry, plan)
+        result, feed = train_model(store, config, layout, attempt, prep, split, geometry, plan)
     # Keep where training ended (written by rank 0) in the run's progress record.
     if store.exists(layout.progress):
         last = json.loads(store.read_bytes(layout.progress))
         if last.get("stage") == "train":
-            progress.record["training"] = {k: last[k] for k in ("done", "total", "epoch", "metrics") if k in last}
+            progress.record["training"] = {
+                k: last[k]
+                for k in ("done", "total", "epoch", "metrics", "resumedFromStep", "workerRestarts")
+                if k in last
+            }
     checkpoint_uri = ("s3://" if layout.root.startswith("s3://") else "") + result.checkpoint.path
 
     with _timed(timings, "infer"):
         rows, with_truth, total = images_to_predict(store, config, prep, split, geometry)
         progress.stage("infer", total=total)
-        predicted = write_predictions(predict(rows, config, plan.infer, result.checkpoint, geometry, with_truth,
-                                              top_k), store, attempt)
+        predicted = write_predictions(
+            predict(rows, config, plan.infer, result.checkpoint, geometry, with_truth, top_k), store, attempt
+        )
 
     progress.stage("commit")
     evaluation = None
     if "true_label" in predicted:
-        evaluation = evaluate(list(predicted["true_label"]), list(predicted["predicted_label"]), split.class_names,
-                              list(predicted["top_labels"]), list(predicted["top_scores"]))
+        evaluation = evaluate(
+            list(predicted["true_label"]),
+            list(predicted["predicted_label"]),
+            split.class_names,
+            list(predicted["top_labels"]),
+            list(predicted["top_scores"]),
+        )
     counts["predicted"] = len(predicted)
     training_record = json.loads(store.read_bytes(layout.training_record))
     timings["total"] = time.perf_counter() - start
@@ -362,8 +431,14 @@ def _run_stages(config: PipelineConfig, store: Store, layout: RunLayout, attempt
         timings=timings,
         sync=training_record,
         tensorboard_uri=layout.tensorboard if "tensorboard" in config.training.report_to else None,
-        prepared={"uri": prep.uri, "bytes": prep.bytes, "rows": counts["read"], "reused": prep.reused,
-                  "feed": feed, "geometry": geometry.to_dict()},
+        prepared={
+            "uri": prep.uri,
+            "bytes": prep.bytes,
+            "rows": counts["read"],
+            "reused": prep.reused,
+            "feed": feed,
+            "geometry": geometry.to_dict(),
+        },
     )
     write_report(store, attempt, summary, predicted)
     committed = commit.write_summary(store, layout, summary)

@@ -39,8 +39,9 @@ def run_state(store: Store, layout: RunLayout, now: float | None = None) -> dict
         state.update(state="Failed", stage=progress.get("failedStage"), error=progress.get("error"))
     else:
         age = (now or time.time()) - float(progress.get("updatedAt", 0))
-        state.update(state="Running", stage=progress.get("stage"), secondsSinceUpdate=round(age, 1),
-                     stale=age > STALE_AFTER_S)
+        state.update(
+            state="Running", stage=progress.get("stage"), secondsSinceUpdate=round(age, 1), stale=age > STALE_AFTER_S
+        )
     return state
 
 

@@ -4,6 +4,7 @@ A missing helm fails the tests and names build.sh; it never skips them."""
 from __future__ import annotations
 
 import pytest
+
 from chart.helmchart import Helm, HelmMissing, prepare_chart
 
 

@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
+
 from testbed.paths import BUILD_SCRIPT, binaries
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,9 +46,16 @@ def prepare_chart(dest: Path, chart: Path = CHART) -> Path:
     for dep in chart_metadata(chart).get("dependencies") or []:
         stub = out / "charts" / dep["name"]
         stub.mkdir(parents=True)
-        (stub / "Chart.yaml").write_text(yaml.safe_dump({
-            "apiVersion": "v2", "name": dep["name"], "version": dep["version"],
-            "description": "Offline stand-in for tests; the real chart comes from `helm dependency update`."}))
+        (stub / "Chart.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v2",
+                    "name": dep["name"],
+                    "version": dep["version"],
+                    "description": "Offline stand-in for tests; the real chart comes from `helm dependency update`.",
+                }
+            )
+        )
     return out
 
 
@@ -58,9 +66,13 @@ class Helm:
         self.binary = helm_binary()
         self.kubeconfig = kubeconfig
         home.mkdir(parents=True, exist_ok=True)
-        self.env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
-                    "HELM_CONFIG_HOME": str(home / "config"), "HELM_CACHE_HOME": str(home / "cache"),
-                    "HELM_DATA_HOME": str(home / "data")}
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(home),
+            "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_CACHE_HOME": str(home / "cache"),
+            "HELM_DATA_HOME": str(home / "data"),
+        }
 
     def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         argv = [str(self.binary), *args]

@@ -8,8 +8,10 @@ import re
 
 import pytest
 import yaml
-from chart.helmchart import CHART, by_kind, chart_metadata, pod_specs, set_list
+
 from vitoperator.rbac import cluster_rules, namespaced_rules
+
+from chart.helmchart import CHART, by_kind, chart_metadata, pod_specs, set_list
 
 NAMESPACED = set_list("watchNamespaces", ["team-a", "team-b"])
 
@@ -22,10 +24,19 @@ def canonical(rules: list[dict]) -> list[str]:
 def test_chart_metadata():
     meta = chart_metadata()
     assert (meta["apiVersion"], meta["name"], meta["version"], meta["appVersion"]) == (
-        "v2", "vitpipeline", "0.1.0", "0.1.0")
-    assert meta["dependencies"] == [{
-        "name": "kuberay-operator", "version": "1.6.0",
-        "repository": "https://ray-project.github.io/kuberay-helm/", "condition": "kuberay.enabled"}]
+        "v2",
+        "vitpipeline",
+        "0.1.0",
+        "0.1.0",
+    )
+    assert meta["dependencies"] == [
+        {
+            "name": "kuberay-operator",
+            "version": "1.6.0",
+            "repository": "https://ray-project.github.io/kuberay-helm/",
+            "condition": "kuberay.enabled",
+        }
+    ]
     assert yaml.safe_load((CHART / "values.yaml").read_text())["kuberay"] == {"enabled": False}
 
 
@@ -69,8 +80,11 @@ def test_rbac_cluster_wide_equals_rbac_py(helm, chart):
     assert canonical(cr["rules"]) == canonical(cluster_rules() + namespaced_rules())
     assert by_kind(docs, "Role") == [] and by_kind(docs, "RoleBinding") == []
     [crb] = by_kind(docs, "ClusterRoleBinding")
-    assert crb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                              "name": cr["metadata"]["name"]}
+    assert crb["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": cr["metadata"]["name"],
+    }
     assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "rel-vitpipeline", "namespace": "ops"}]
 
 
@@ -106,9 +120,20 @@ def test_rbac_least_privilege(helm, chart, args):
 
 
 def test_operator_deployment(helm, chart):
-    docs = helm.template(chart, *NAMESPACED, "--set", "resyncSeconds=12", "--set", "s3.endpointUrl=http://minio:9000",
-                         "--set", "s3.region=eu-west-1", "--set", "s3.credentialsSecret.name=op-s3",
-                         "--set", "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/r")
+    docs = helm.template(
+        chart,
+        *NAMESPACED,
+        "--set",
+        "resyncSeconds=12",
+        "--set",
+        "s3.endpointUrl=http://minio:9000",
+        "--set",
+        "s3.region=eu-west-1",
+        "--set",
+        "s3.credentialsSecret.name=op-s3",
+        "--set",
+        "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::1:role/r",
+    )
     [dep] = by_kind(docs, "Deployment")
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
     pod = dep["spec"]["template"]
@@ -134,8 +159,12 @@ def test_operator_deployment(helm, chart):
     [sa] = by_kind(docs, "ServiceAccount")
     assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::1:role/r"}
     labels = dep["metadata"]["labels"]
-    assert {"app.kubernetes.io/name": "vitpipeline", "app.kubernetes.io/instance": "rel",
-            "app.kubernetes.io/version": "0.1.0", "app.kubernetes.io/managed-by": "Helm"}.items() <= labels.items()
+    assert {
+        "app.kubernetes.io/name": "vitpipeline",
+        "app.kubernetes.io/instance": "rel",
+        "app.kubernetes.io/version": "0.1.0",
+        "app.kubernetes.io/managed-by": "Helm",
+    }.items() <= labels.items()
     for d in docs:
         assert d["metadata"]["labels"] == labels, d["kind"]
 
@@ -147,8 +176,11 @@ def test_defaults_watch_the_cluster_without_static_credentials(helm, chart):
     assert not {"AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env)
 
 
-@pytest.mark.parametrize("args", [[], NAMESPACED, ["--set", "podSecurityContext.runAsUser=1000"]],
-                         ids=["defaults", "namespaced", "other-uid"])
+@pytest.mark.parametrize(
+    "args",
+    [[], NAMESPACED, ["--set", "podSecurityContext.runAsUser=1000"]],
+    ids=["defaults", "namespaced", "other-uid"],
+)
 def test_every_container_passes_restricted(helm, chart, args):
     specs = pod_specs(helm.template(chart, *args))
     assert specs
@@ -173,34 +205,42 @@ def test_every_container_passes_restricted(helm, chart, args):
 DIGEST = "sha256:" + "ab" * 32
 
 
-@pytest.mark.parametrize("args, image", [
-    ([], "vitpipeline/operator:0.1.0"),
-    (["--set", "image.tag=0.2.0-rc1"], "vitpipeline/operator:0.2.0-rc1"),
-    (["--set", f"image.digest={DIGEST}"], f"vitpipeline/operator@{DIGEST}"),
-    (["--set", "image.tag=0.2.0", "--set", f"image.digest={DIGEST}", "--set", "image.repository=reg:5000/op"],
-     f"reg:5000/op@{DIGEST}"),
-])
+@pytest.mark.parametrize(
+    "args, image",
+    [
+        ([], "vitpipeline/operator:0.1.0"),
+        (["--set", "image.tag=0.2.0-rc1"], "vitpipeline/operator:0.2.0-rc1"),
+        (["--set", f"image.digest={DIGEST}"], f"vitpipeline/operator@{DIGEST}"),
+        (
+            ["--set", "image.tag=0.2.0", "--set", f"image.digest={DIGEST}", "--set", "image.repository=reg:5000/op"],
+            f"reg:5000/op@{DIGEST}",
+        ),
+    ],
+)
 def test_image_is_pinned(helm, chart, args, image):
     [spec] = pod_specs(helm.template(chart, *args))
     assert spec["containers"][0]["image"] == image
     assert not image.endswith(":latest")
 
 
-@pytest.mark.parametrize("args, names", [
-    (["--set", "image.tag=latest"], ["image.tag", '"latest" is not allowed']),
-    (["--set", "extra=1"], ["additional properties 'extra' not allowed"]),
-    (["--set", "image.name=x"], ["/image", "additional properties 'name' not allowed"]),
-    (["--set", "s3.credentialsSecret.password=x"], ["/s3/credentialsSecret", "'password' not allowed"]),
-    (["--set", "resources.requests.gpu=1"], ["/resources/requests", "'gpu' not allowed"]),
-    (["--set", "resyncSeconds=soon"], ["/resyncSeconds", "want integer"]),
-    (["--set", "serviceAccount.create=yes"], ["/serviceAccount/create", "want boolean"]),
-    (["--set", "kuberay.enabled=1"], ["/kuberay/enabled", "want boolean"]),
-    (["--set", "watchNamespaces=team-a"], ["/watchNamespaces", "want array"]),
-    (set_list("watchNamespaces", ["Team_A"]), ["/watchNamespaces/0", "does not match pattern"]),
-    (["--set", "image.digest=sha256:short"], ["/image/digest", "does not match pattern"]),
-    (["--set", "podSecurityContext.runAsUser=0"], ["/podSecurityContext/runAsUser", "minimum"]),
-    (["--set", "serviceAccount.create=false"], ["serviceAccount.name: required"]),
-])
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["--set", "image.tag=latest"], ["image.tag", '"latest" is not allowed']),
+        (["--set", "extra=1"], ["additional properties 'extra' not allowed"]),
+        (["--set", "image.name=x"], ["/image", "additional properties 'name' not allowed"]),
+        (["--set", "s3.credentialsSecret.password=x"], ["/s3/credentialsSecret", "'password' not allowed"]),
+        (["--set", "resources.requests.gpu=1"], ["/resources/requests", "'gpu' not allowed"]),
+        (["--set", "resyncSeconds=soon"], ["/resyncSeconds", "want integer"]),
+        (["--set", "serviceAccount.create=yes"], ["/serviceAccount/create", "want boolean"]),
+        (["--set", "kuberay.enabled=1"], ["/kuberay/enabled", "want boolean"]),
+        (["--set", "watchNamespaces=team-a"], ["/watchNamespaces", "want array"]),
+        (set_list("watchNamespaces", ["Team_A"]), ["/watchNamespaces/0", "does not match pattern"]),
+        (["--set", "image.digest=sha256:short"], ["/image/digest", "does not match pattern"]),
+        (["--set", "podSecurityContext.runAsUser=0"], ["/podSecurityContext/runAsUser", "minimum"]),
+        (["--set", "serviceAccount.create=false"], ["serviceAccount.name: required"]),
+    ],
+)
 def test_bad_values_are_refused_naming_the_key(helm, chart, args, names):
     proc = helm.run("template", "rel", str(chart), *args, check=False)
     assert proc.returncode != 0, proc.stdout[:500]
@@ -268,4 +308,3 @@ def test_every_value_is_documented_starting_with_its_name():
     assert re.search(r"^[a-z][A-Za-z]*:", "\n".join(lines), re.M)
     for key in yaml.safe_load("\n".join(lines)):
         assert re.fullmatch(r"[a-z][A-Za-z0-9]*", key), f"{key} is not lowerCamelCase"
-

@@ -1,4 +1,4 @@
-"""The end-to-end cluster (marker e2e): one kind cluster for the session, everything in it real.
+"""The end-to-end cluster (marker e2e): one kind cluster for the suite, everything in it real.
 
 Set-up is the only part that knows it is kind: build images, create the cluster (the air-gapped
 node image from tests/kind, or $KIND_NODE_IMAGE, e.g. the stock kindest/node), load images,
@@ -50,7 +50,9 @@ REPORT = Path(os.environ.get("VITP_E2E_REPORT", deploy.ROOT / ".cache" / "e2e-ki
 WATCH = REPORT.with_suffix(".watch.txt")
 
 
-@pytest.fixture(scope="session")
+# Module scope: the cluster goes as soon as the kind tests are done, so its control plane and
+# pods do not take CPU from every suite that runs after them (the suite has one module).
+@pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
     work = tmp_path_factory.mktemp("e2e")
     timings: dict[str, float] = {}
@@ -76,8 +78,7 @@ def e2e(tmp_path_factory):
         timed("install KubeRay", deploy.install_kuberay, kubectl, images.kuberay, work)
         timed("deploy S3 server", deploy.deploy_s3, kubectl, images.s3server)
         helm = Helm(work / "helm-home", kubeconfig=kubeconfig)
-        timed("helm install chart", deploy.install_chart, kubectl, helm, prepare_chart(work / "chart"),
-              images.operator)
+        timed("helm install chart", deploy.install_chart, kubectl, helm, prepare_chart(work / "chart"), images.operator)
         if reuse:  # same tags, new image contents: restart what runs them, drop old runs
             kubectl("-n", deploy.OPERATOR_NS, "rollout", "restart", "deployment/vitp-vitpipeline")
             kubectl("-n", deploy.OPERATOR_NS, "rollout", "status", "deployment/vitp-vitpipeline", "--timeout=120s")
@@ -90,8 +91,11 @@ def e2e(tmp_path_factory):
         # What a user watching sees, kept beside the report.
         REPORT.parent.mkdir(parents=True, exist_ok=True)
         with open(WATCH, "w") as out:
-            watcher = subprocess.Popen([kubectl.bin, "--kubeconfig", str(kubeconfig), "get", "vitpipelines",
-                                        "-n", deploy.RUN_NS, "-w"], stdout=out, stderr=subprocess.STDOUT)
+            watcher = subprocess.Popen(
+                [kubectl.bin, "--kubeconfig", str(kubeconfig), "get", "vitpipelines", "-n", deploy.RUN_NS, "-w"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
             try:
                 yield env
             finally:
@@ -99,8 +103,9 @@ def e2e(tmp_path_factory):
                 watcher.wait(10)
         env.report["setupSeconds"] = timings
         env.report["nodeMemory"] = cluster.memory()
-        env.report["imageBytes"] = {i: int(os.popen(f"docker image inspect -f '{{{{.Size}}}}' {i}").read() or 0)
-                                    for i in images.all()}
+        env.report["imageBytes"] = {
+            i: int(os.popen(f"docker image inspect -f '{{{{.Size}}}}' {i}").read() or 0) for i in images.all()
+        }
         REPORT.parent.mkdir(parents=True, exist_ok=True)
         REPORT.write_text(json.dumps(env.report, indent=2))
         deploy.log(f"report: {REPORT}\n{json.dumps(env.report, indent=2)}")

@@ -29,8 +29,10 @@ BUCKET = "vitpipeline-demo"
 S3_NODE_PORT = 30900
 S3_IN_CLUSTER = f"http://s3.{S3_NS}.svc.cluster.local:9000"
 ACCESS_KEY, SECRET_KEY, REGION = "e2e-access-key", "e2e-secret-key", "us-east-1"
-RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
-              "pod-security.kubernetes.io/enforce-version": "latest"}
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
 
 
 def log(msg: str) -> None:
@@ -77,8 +79,13 @@ class Kubectl:
         self.bin = str(binaries().kubectl)
 
     def __call__(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 300) -> str:
-        proc = subprocess.run([self.bin, "--kubeconfig", str(self.kubeconfig), *args], input=input,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [self.bin, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and proc.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return proc.stdout
@@ -88,8 +95,7 @@ class Kubectl:
         return self("apply", "--server-side", "--force-conflicts", "-f", "-", *args, input=text)
 
     def namespace(self, name: str, labels: dict | None = None) -> None:
-        self.apply([{"apiVersion": "v1", "kind": "Namespace",
-                     "metadata": {"name": name, "labels": labels or {}}}])
+        self.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels or {}}}])
 
     def get_json(self, *args: str) -> dict:
         return json.loads(self("get", *args, "-o", "json"))
@@ -97,8 +103,14 @@ class Kubectl:
 
 def kuberay_module_dir() -> Path:
     go = shutil.which("go") or "/usr/local/go/bin/go"
-    out = subprocess.run([go, "mod", "download", "-json", f"github.com/ray-project/kuberay/ray-operator@{KUBERAY_VERSION}"],
-                         check=True, capture_output=True, text=True, cwd="/", env={**os.environ, "GOFLAGS": "-mod=mod"})
+    out = subprocess.run(
+        [go, "mod", "download", "-json", f"github.com/ray-project/kuberay/ray-operator@{KUBERAY_VERSION}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={**os.environ, "GOFLAGS": "-mod=mod"},
+    )
     return Path(json.loads(out.stdout)["Dir"])
 
 
@@ -113,45 +125,94 @@ def install_kuberay(kubectl: Kubectl, image: str, work: Path) -> None:
     overlay = work / "kuberay" / "overlay"
     overlay.mkdir(parents=True, exist_ok=True)
     name, tag = image.rsplit(":", 1)
-    (overlay / "kustomization.yaml").write_text(json.dumps({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "namespace": KUBERAY_NS, "resources": ["../config/default"],
-        "images": [{"name": "quay.io/kuberay/operator", "newName": name, "newTag": tag}],
-    }))
+    (overlay / "kustomization.yaml").write_text(
+        json.dumps(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "namespace": KUBERAY_NS,
+                "resources": ["../config/default"],
+                "images": [{"name": "quay.io/kuberay/operator", "newName": name, "newTag": tag}],
+            }
+        )
+    )
     kubectl.namespace(KUBERAY_NS, RESTRICTED)
     kubectl.apply(kubectl("kustomize", str(overlay)))
     kubectl("-n", KUBERAY_NS, "rollout", "status", "deployment/kuberay-operator", "--timeout=300s")
 
 
 def restricted_container(name: str, image: str, uid: int, **extra) -> dict:
-    return {"name": name, "image": image, "imagePullPolicy": "IfNotPresent",
-            "securityContext": {"runAsNonRoot": True, "runAsUser": uid, "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
-            **extra}
+    return {
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": uid,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        **extra,
+    }
 
 
 def deploy_s3(kubectl: Kubectl, image: str) -> None:
     """moto's S3 server as a Deployment with a NodePort Service (the host uploads through it)."""
     kubectl.namespace(S3_NS, RESTRICTED)
     labels = {"app": "s3"}
-    kubectl.apply([
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "s3", "namespace": S3_NS},
-         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-             "metadata": {"labels": labels},
-             "spec": {"automountServiceAccountToken": False, "containers": [restricted_container(
-                 "s3", image, 65532, ports=[{"containerPort": 9000}],
-                 resources={"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "1Gi"}},
-                 readinessProbe={"tcpSocket": {"port": 9000}, "periodSeconds": 2})]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s3", "namespace": S3_NS},
-         "spec": {"type": "NodePort", "selector": labels,
-                  "ports": [{"port": 9000, "targetPort": 9000, "nodePort": S3_NODE_PORT}]}},
-    ])
+    kubectl.apply(
+        [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "s3", "namespace": S3_NS},
+                "spec": {
+                    "replicas": 1,
+                    "selector": {"matchLabels": labels},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "automountServiceAccountToken": False,
+                            "containers": [
+                                restricted_container(
+                                    "s3",
+                                    image,
+                                    65532,
+                                    ports=[{"containerPort": 9000}],
+                                    resources={
+                                        "requests": {"cpu": "50m", "memory": "128Mi"},
+                                        "limits": {"memory": "1Gi"},
+                                    },
+                                    readinessProbe={"tcpSocket": {"port": 9000}, "periodSeconds": 2},
+                                )
+                            ],
+                        },
+                    },
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "s3", "namespace": S3_NS},
+                "spec": {
+                    "type": "NodePort",
+                    "selector": labels,
+                    "ports": [{"port": 9000, "targetPort": 9000, "nodePort": S3_NODE_PORT}],
+                },
+            },
+        ]
+    )
     kubectl("-n", S3_NS, "rollout", "status", "deployment/s3", "--timeout=180s")
 
 
 def credentials_secret(namespace: str, name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-            "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "stringData": {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+    }
 
 
 def install_chart(kubectl: Kubectl, helm, chart: Path, operator_image: str) -> None:
@@ -159,18 +220,38 @@ def install_chart(kubectl: Kubectl, helm, chart: Path, operator_image: str) -> N
     kubectl.namespace(OPERATOR_NS, RESTRICTED)
     kubectl.apply([credentials_secret(OPERATOR_NS, "operator-s3")])
     repo, tag = operator_image.rsplit(":", 1)
-    helm.run("upgrade", "--install", "vitp", str(chart), "--namespace", OPERATOR_NS,
-             "--set", f"image.repository={repo}", "--set", f"image.tag={tag}",
-             "--set", f"s3.endpointUrl={S3_IN_CLUSTER}", "--set", f"s3.region={REGION}",
-             "--set", "s3.credentialsSecret.name=operator-s3", "--set", "resyncSeconds=5",
-             "--wait", "--timeout", "300s", timeout=360)
+    helm.run(
+        "upgrade",
+        "--install",
+        "vitp",
+        str(chart),
+        "--namespace",
+        OPERATOR_NS,
+        "--set",
+        f"image.repository={repo}",
+        "--set",
+        f"image.tag={tag}",
+        "--set",
+        f"s3.endpointUrl={S3_IN_CLUSTER}",
+        "--set",
+        f"s3.region={REGION}",
+        "--set",
+        "s3.credentialsSecret.name=operator-s3",
+        "--set",
+        "resyncSeconds=5",
+        "--wait",
+        "--timeout",
+        "300s",
+        timeout=360,
+    )
 
 
 def s3_client(endpoint: str):
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY,
-                        aws_secret_access_key=SECRET_KEY, region_name=REGION)
+    return boto3.client(
+        "s3", endpoint_url=endpoint, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=REGION
+    )
 
 
 def upload_tree(client, src: Path, prefix: str) -> int:
@@ -191,5 +272,8 @@ def load_demo_data(client, work: Path, per_class: int) -> dict:
         pass
     written = write_digits(work / "digits", per_class=per_class)
     model = save_tiny_vit(work / "tiny-vit")
-    return {"images": upload_tree(client, work / "digits", "digits"),
-            "model_files": upload_tree(client, Path(model), "models/tiny-vit"), "written": written}
+    return {
+        "images": upload_tree(client, work / "digits", "digits"),
+        "model_files": upload_tree(client, Path(model), "models/tiny-vit"),
+        "written": written,
+    }

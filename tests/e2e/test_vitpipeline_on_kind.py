@@ -8,14 +8,12 @@ every pod KubeRay creates for us is admitted under it or the run cannot start.
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import yaml
 
@@ -37,8 +35,14 @@ def pipeline_manifest(name: str, image: str, **over) -> dict:
     p["data"] = {"sources": [{"uri": f"s3://{BUCKET}/digits/"}]}
     p["model"] = {"name": f"s3://{BUCKET}/models/tiny-vit/"}
     p["split"] = {"validationFraction": 0.2, "seed": 7}
-    p["training"] = {"numWorkers": 1, "cpusPerWorker": 1, "epochs": 15, "batchSize": 32, "learningRate": 2e-3,
-                     "augment": False}  # digits: see vitpipeline.demo.demo_config
+    p["training"] = {
+        "numWorkers": 1,
+        "cpusPerWorker": 1,
+        "epochs": 15,
+        "batchSize": 32,
+        "learningRate": 2e-3,
+        "augment": False,
+    }  # digits: see vitpipeline.demo.demo_config
     p["inference"] = {"batchSize": 128}
     p["output"] = {"uri": f"s3://{BUCKET}/runs/"}
     p["storage"] = {"endpointUrl": S3_IN_CLUSTER, "region": deploy.REGION}
@@ -74,8 +78,12 @@ def watch(e2e, name: str, until, timeout: float, on_change=None) -> tuple[dict, 
             peak[k] = max(peak[k], mem[k])
         obj = vitp(e2e, name)
         st = obj.get("status") or {}
-        key = {"phase": st.get("phase"), "reason": st.get("reason"), "stage": st.get("stage"),
-               "progress": (st.get("progress") or {}).get("summary")}
+        key = {
+            "phase": st.get("phase"),
+            "reason": st.get("reason"),
+            "stage": st.get("stage"),
+            "progress": (st.get("progress") or {}).get("summary"),
+        }
         if not seen or {k: v for k, v in seen[-1].items() if k != "t"} != key:
             seen.append({**key, "t": round(time.monotonic() - start, 1)})
             deploy.log(f"{name}: {seen[-1]}")
@@ -117,13 +125,27 @@ def check_token_auth(e2e, cluster_name: str) -> dict:
     secret = e2e.kubectl.get_json("-n", RUN_NS, "secret", cluster_name)
     token = base64.b64decode(secret["data"]["auth_token"]).decode()
     port = free_port()
-    fwd = subprocess.Popen([e2e.kubectl.bin, "--kubeconfig", str(e2e.kubeconfig), "-n", RUN_NS, "port-forward",
-                            f"service/{cluster_name}-head-svc", f"{port}:8265"],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    fwd = subprocess.Popen(
+        [
+            e2e.kubectl.bin,
+            "--kubeconfig",
+            str(e2e.kubeconfig),
+            "-n",
+            RUN_NS,
+            "port-forward",
+            f"service/{cluster_name}-head-svc",
+            f"{port}:8265",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for(lambda: _connectable(port), 60, "the port-forward to the Ray dashboard")
-        return {"without token": dashboard_status(port, None), "wrong token": dashboard_status(port, "x" * 32),
-                "with token": dashboard_status(port, token)}
+        return {
+            "without token": dashboard_status(port, None),
+            "wrong token": dashboard_status(port, "x" * 32),
+            "with token": dashboard_status(port, token),
+        }
     finally:
         fwd.terminate()
         fwd.wait(10)
@@ -153,24 +175,60 @@ def test_gpu_pipeline_on_a_cpu_only_cluster_fails_fast_saying_why(e2e):
     assert any(e["reason"] == "StartupDeadlineExceeded" for e in events(e2e, "needs-gpu"))
     rayjob = e2e.kubectl.get_json("-n", RUN_NS, "rayjob", st["rayJobName"])
     assert rayjob["spec"]["suspend"] is True
-    wait_for(lambda: gone(e2e, "pods", f"ray.io/cluster={st['rayClusterName']}"), 120,
-             "the suspended cluster's pods to go", interval=2)
+    wait_for(
+        lambda: gone(e2e, "pods", f"ray.io/cluster={st['rayClusterName']}"),
+        120,
+        "the suspended cluster's pods to go",
+        interval=2,
+    )
     e2e.report["gpuOnCpuCluster"] = {"message": st["message"], "failedAfterSeconds": seen[-1]["t"]}
     e2e.kubectl("-n", RUN_NS, "delete", "vitpipeline", "needs-gpu", "--wait=true")
 
 
+# Two worker pods, so that DDP and the shard feed cross a Ray node boundary; one is deleted
+# past the first checkpoint. Requests on the 2-CPU node: 1000m for the rest, 200m head, 2 x
+# 300m workers, 100m submitter. Ray counts each worker pod as 1 CPU (300m rounded up).
+TWO_PODS = {
+    "head.cpu": "200m",
+    "workers.replicas": 2,
+    "workers.cpu": "300m",
+    "workers.memory": "3Gi",
+    "pipeline.training.numWorkers": 2,
+}
+
+
 def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
-    doc = pipeline_manifest("digits", e2e.images.pipeline)
+    """The CPU example on two worker pods, one of them deleted mid-training: KubeRay replaces
+    the pod, Ray Train restarts its workers from the last checkpoint in S3, and the run still
+    ends Succeeded, saying in its status and Events that a worker was lost."""
+    doc = pipeline_manifest("digits", e2e.images.pipeline, **TWO_PODS)
     e2e.kubectl.apply([doc])
     auth: dict = {}
+    deleted: dict = {}
 
     def on_change(obj):
         st = obj.get("status") or {}
         if not auth and st.get("phase") == "Running" and st.get("rayClusterName"):
             auth.update(check_token_auth(e2e, st["rayClusterName"]))
+        step = (st.get("progress") or {}).get("step") or 0
+        if (
+            not deleted and st.get("stage") == "train" and step > steps_per_epoch(e2e, 2) + 1
+        ):  # past the first checkpoint
+            pods = e2e.kubectl.get_json(
+                "-n", RUN_NS, "pods", "-l", f"ray.io/cluster={st['rayClusterName']},ray.io/node-type=worker"
+            )
+            victim = sorted(p["metadata"]["name"] for p in pods["items"])[0]
+            e2e.kubectl("-n", RUN_NS, "delete", "pod", victim, "--wait=false")
+            deleted.update(pod=victim, atStep=step)
+            deploy.log(f"deleted worker pod {victim} at step {step}")
 
-    obj, seen = watch(e2e, "digits", lambda o: (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"),
-                      timeout=1800, on_change=on_change)
+    obj, seen = watch(
+        e2e,
+        "digits",
+        lambda o: (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"),
+        timeout=1800,
+        on_change=on_change,
+    )
     st = obj["status"]
     assert st["phase"] == "Succeeded", json.dumps(st, indent=2)
 
@@ -201,22 +259,60 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     assert {"train", "done"} <= set(stages), seen
     assert any(s["progress"] and "step" in s["progress"] for s in seen), seen
 
-    e2e.report["success"] = {"timeline": seen, "phases": phase_split(seen), "auth": auth,
-                             "metrics": st["metrics"], "counts": st["counts"]}
+    # Across pods: two Ray Train workers on two Ray nodes (pods), in sync after the restart.
+    training = s3_json(e2e, f"{run_prefix}summary.json")["training"]
+    assert training["world_size"] == 2 and len({w["ip"] for w in training["workers"]}) == 2, training["workers"]
+    assert len({w["node"] for w in training["workers"]}) == 2 and len(set(training["weights_digests"])) == 1
+    # The lost pod: Ray Train restarted the workers from a checkpoint past step 0, within this attempt.
+    assert deleted, f"training never passed its first checkpoint while watched: {seen}"
+    assert training["worker_restarts"] >= 1, training
+    per_epoch = -(-(st["counts"]["train"] // 2) // 32)  # as stages/train.make_plan derives it
+    assert per_epoch <= training["resumed_from_step"] <= deleted["atStep"], (training, deleted)
+    assert training["resumed_from_step"] % per_epoch == 0, training  # a checkpoint: one per epoch
+    assert st.get("failedAttempts", 0) == 0, st  # recovered inside the attempt, not by a KubeRay retry
+    lost = [e for e in events(e2e, "digits") if e["reason"] == "TrainingWorkerLost"]
+    assert lost and lost[0]["type"] == "Warning", [e["reason"] for e in events(e2e, "digits")]
+    assert f"from the checkpoint at step {training['resumed_from_step']}" in lost[-1]["message"], lost[-1]
+    assert any("restarted from step" in (s["progress"] or "") for s in seen), seen
+
+    e2e.report["success"] = {
+        "timeline": seen,
+        "phases": phase_split(seen),
+        "auth": auth,
+        "metrics": st["metrics"],
+        "counts": st["counts"],
+        "workerDeleted": deleted,
+        "training": {k: training[k] for k in ("world_size", "workers", "worker_restarts", "resumed_from_step")},
+    }
 
     # Deleting the ViTPipeline removes its RayJob, RayCluster and pods.
     e2e.kubectl("-n", RUN_NS, "delete", "vitpipeline", "digits", "--wait=true", timeout=300)
     selector = "vitpipeline.dev/pipeline=digits"
     wait_for(lambda: gone(e2e, "rayjobs", selector), 120, "the RayJob to go", interval=2)
-    wait_for(lambda: gone(e2e, "rayclusters", f"ray.io/originated-from-cr-name={st['rayJobName']}")
-             and gone(e2e, "pods", f"ray.io/cluster={st['rayClusterName']}"), 180,
-             "the RayCluster and its pods to go", interval=2)
+    wait_for(
+        lambda: (
+            gone(e2e, "rayclusters", f"ray.io/originated-from-cr-name={st['rayJobName']}")
+            and gone(e2e, "pods", f"ray.io/cluster={st['rayClusterName']}")
+        ),
+        180,
+        "the RayCluster and its pods to go",
+        interval=2,
+    )
+
+
+def steps_per_epoch(e2e, workers: int) -> int:
+    """About the run's steps per epoch (stages/train.make_plan), before its split is known."""
+    usable = len(e2e.data["written"]["rgb"]) + len(e2e.data["written"]["converted"])
+    train = usable - round(usable * 0.2)  # validationFraction 0.2 (stratified; within a few rows)
+    return -(-(train // workers) // 32)
 
 
 def phase_split(seen: list[dict]) -> dict:
     """Seconds from apply to: the cluster up (Running), training start/end, inference end."""
+
     def first(pred):
         return next((s["t"] for s in seen if pred(s)), None)
+
     running = first(lambda s: s["phase"] == "Running")
     train = first(lambda s: s["stage"] == "train")
     infer = first(lambda s: s["stage"] == "infer")
@@ -235,8 +331,9 @@ def test_failing_run_ends_failed_with_the_pipelines_reason_after_kuberay_retries
     doc = pipeline_manifest("no-images", e2e.images.pipeline, backoffLimit=1)
     doc["spec"]["pipeline"]["data"] = {"sources": [{"uri": f"s3://{BUCKET}/nothing-here/"}]}
     e2e.kubectl.apply([doc])
-    obj, seen = watch(e2e, "no-images", lambda o: (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"),
-                      timeout=1200)
+    obj, seen = watch(
+        e2e, "no-images", lambda o: (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"), timeout=1200
+    )
     st = obj["status"]
     assert (st["phase"], st["reason"]) == ("Failed", "PipelineFailed"), st
     assert "nothing-here" in st["message"] and "does not exist" in st["message"], st["message"]

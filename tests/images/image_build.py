@@ -22,8 +22,7 @@ def build_images() -> dict[str, str]:
     global _tags
     if _tags is None:
         try:
-            proc = subprocess.run([str(BUILD_SCRIPT), "all"], capture_output=True, text=True,
-                                  timeout=BUILD_TIMEOUT_S)
+            proc = subprocess.run([str(BUILD_SCRIPT), "all"], capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             pytest.fail(f"{BUILD_SCRIPT} took over {BUILD_TIMEOUT_S}s", pytrace=False)
         if proc.returncode != 0:
@@ -40,8 +39,7 @@ def build_images() -> dict[str, str]:
 
 
 def docker(*args: str, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ})
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, env={**os.environ})
     if check and proc.returncode != 0:
         pytest.fail(f"docker {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}", pytrace=False)
     return proc

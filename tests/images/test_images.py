@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from image_build import ROOT, build_images, docker, world_readable
 
 pytestmark = pytest.mark.images
@@ -33,8 +32,9 @@ def sh(image: str, script: str, *docker_args: str, timeout: float = 120):
 @pytest.mark.parametrize("dockerfile", ["operator", "pipeline"])
 def test_dockerfiles_pass_hadolint(dockerfile):
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    proc = subprocess.run([hadolint, str(ROOT / "images" / dockerfile / "Dockerfile")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [hadolint, str(ROOT / "images" / dockerfile / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -50,8 +50,11 @@ def test_operator_image_has_no_torch_and_no_build_tools(images):
     proc = docker("run", "--rm", images["operator"], "python", "-c", "import torch")
     assert proc.returncode != 0
     assert "No module named 'torch'" in proc.stderr
-    proc = sh(images["operator"], "for t in pip pip3 gcc cc uv; do command -v $t; done; "
-              "python -c 'import kopf, kubernetes, boto3, vitoperator.handlers; print(\"ok\")'")
+    proc = sh(
+        images["operator"],
+        "for t in pip pip3 gcc cc uv; do command -v $t; done; "
+        "python -c 'import kopf, kubernetes, boto3, vitoperator.handlers; print(\"ok\")'",
+    )
     assert proc.stdout.split() == ["ok"], proc.stdout + proc.stderr
 
 
@@ -61,11 +64,14 @@ def test_operator_image_default_command(images):
 
 
 def test_pipeline_image_user_tools_and_cuda_torch(images):
-    proc = sh(images["pipeline"],
-              'id -u; id -g; touch "$HOME/probe" && echo home-writable; '
-              "command -v bash wget vitpipeline ray python; "
-              'python -c "import torch, vitpipeline.runner; print(torch.version.cuda is not None)"; '
-              "command -v pip gcc || true", timeout=180)
+    proc = sh(
+        images["pipeline"],
+        'id -u; id -g; touch "$HOME/probe" && echo home-writable; '
+        "command -v bash wget vitpipeline ray python; "
+        'python -c "import torch, vitpipeline.runner; print(torch.version.cuda is not None)"; '
+        "command -v pip gcc || true",
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.split()
     assert out[:3] == ["1000", "100", "home-writable"]
@@ -77,8 +83,9 @@ def test_pipeline_image_user_tools_and_cuda_torch(images):
 
 @pytest.fixture(scope="module")
 def demo_in_s3(s3, tmp_path_factory):
-    from support.s3server import upload_tree
     from vitpipeline.demo import save_tiny_vit, write_digits
+
+    from support.s3server import upload_tree
 
     root = tmp_path_factory.mktemp("image-demo")
     written = write_digits(root / "digits", per_class=20)  # 200 images + 3 bad files
@@ -88,8 +95,7 @@ def demo_in_s3(s3, tmp_path_factory):
     for bucket in (BUCKET_DATA, BUCKET_RUNS):
         client.create_bucket(Bucket=bucket)
     upload_tree(client, str(root / "digits"), BUCKET_DATA, "digits")
-    return {"root": root, "usable": len(written["rgb"]) + len(written["converted"]),
-            "corrupt": len(written["corrupt"])}
+    return {"root": root, "usable": len(written["rgb"]) + len(written["converted"]), "corrupt": len(written["corrupt"])}
 
 
 def test_pipeline_image_runs_the_pipeline_on_s3(images, s3, demo_in_s3, tmp_path):
@@ -99,8 +105,14 @@ def test_pipeline_image_runs_the_pipeline_on_s3(images, s3, demo_in_s3, tmp_path
         "data": {"sources": [{"uri": f"s3://{BUCKET_DATA}/digits"}]},
         "model": {"name": "/model"},
         "split": {"validationFraction": 0.2, "seed": 7},
-        "training": {"numWorkers": 1, "epochs": 1, "batchSize": 32, "learningRate": 1.5e-3, "augment": False,
-                     "reportTo": ["tensorboard"]},  # the image has tensorboardX, not tensorboard
+        "training": {
+            "numWorkers": 1,
+            "epochs": 1,
+            "batchSize": 32,
+            "learningRate": 1.5e-3,
+            "augment": False,
+            "reportTo": ["tensorboard"],
+        },  # the image has tensorboardX, not tensorboard
         "inference": {"batchSize": 64},
         "output": {"uri": f"s3://{BUCKET_RUNS}/out"},
     }
@@ -111,9 +123,24 @@ def test_pipeline_image_runs_the_pipeline_on_s3(images, s3, demo_in_s3, tmp_path
     env = {**s3.env(), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
     proc = docker(
-        "run", "--rm", "--network", "host", "--cpus", "2", "--shm-size", "1g", *env_args,
-        "-v", f"{demo_in_s3['root'] / 'tiny-vit'}:/model:ro", "-v", f"{cfg_dir}:/cfg:ro",
-        images["pipeline"], "vitpipeline", "run", "--config", "/cfg/run.yaml",
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--cpus",
+        "2",
+        "--shm-size",
+        "1g",
+        *env_args,
+        "-v",
+        f"{demo_in_s3['root'] / 'tiny-vit'}:/model:ro",
+        "-v",
+        f"{cfg_dir}:/cfg:ro",
+        images["pipeline"],
+        "vitpipeline",
+        "run",
+        "--config",
+        "/cfg/run.yaml",
         timeout=900,
     )
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-6000:])

@@ -17,7 +17,9 @@ def cli_env(s3) -> dict:
     return env
 
 
-def run_cli(tmp: Path, config: dict, s3, timeout: int = 900, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    tmp: Path, config: dict, s3, timeout: int = 900, extra_env: dict | None = None
+) -> subprocess.CompletedProcess:
     path = tmp / f"{config.get('runId', 'run')}.yaml"
     path.write_text(yaml.safe_dump(config))
     return subprocess.run(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import badinput
 import pytest
 
-from helpers import keys, read_json, run_cli
 from vitpipeline.demo import save_tiny_vit
+
+import badinput
+from helpers import keys, read_json, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,9 @@ def test_vit_b16_flops_match_the_published_count():
 def test_bench_gpu_runs_on_cpu_with_a_tiny_model():
     env = {**os.environ, "BENCH_GPU_STEPS": "3", "BENCH_GPU_IMAGES": "64", "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, "-m", "bench.gpu_bench"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if x.startswith("BENCH-GPU ")][-1]
     result = json.loads(line.removeprefix("BENCH-GPU "))

@@ -1,7 +1,7 @@
 """On S3 the summary commit is a conditional PUT: of two attempts, exactly one commits."""
 
-from vitpipeline.stages.commit import write_summary
 from vitpipeline.config import StorageSpec
+from vitpipeline.stages.commit import write_summary
 from vitpipeline.storage.layout import RunLayout
 from vitpipeline.storage.store import Store
 

@@ -16,6 +16,7 @@ import multiprocessing as mp
 import time
 
 import pytest
+
 from vitpipeline.config import StorageSpec
 from vitpipeline.stages.commit import read_summary, write_summary
 from vitpipeline.storage.layout import RunLayout
@@ -30,9 +31,14 @@ LEAD_SECONDS = 0.05
 
 def summary_of(run_id: str, attempt: str) -> dict:
     """A summary the size of a large run's: each quarantined file is listed with its reason."""
-    return {"runId": run_id, "attemptId": attempt, "status": "Succeeded",
-            "quarantined": [{"uri": f"s3://images/{run_id}/bad-{k}.jpg", "reason": "truncated JPEG"}
-                            for k in range(QUARANTINED)]}
+    return {
+        "runId": run_id,
+        "attemptId": attempt,
+        "status": "Succeeded",
+        "quarantined": [
+            {"uri": f"s3://images/{run_id}/bad-{k}.jpg", "reason": "truncated JPEG"} for k in range(QUARANTINED)
+        ],
+    }
 
 
 def digest(summary: dict) -> str:
@@ -66,8 +72,10 @@ class Attempts:
         ctx = mp.get_context("spawn")
         self.inboxes = {name: ctx.Queue() for name in ATTEMPTS}
         self.results = ctx.Queue()
-        self.procs = [ctx.Process(target=_attempt, args=(name, self.inboxes[name], self.results), daemon=True)
-                      for name in ATTEMPTS]
+        self.procs = [
+            ctx.Process(target=_attempt, args=(name, self.inboxes[name], self.results), daemon=True)
+            for name in ATTEMPTS
+        ]
         for p in self.procs:
             p.start()
 
@@ -83,8 +91,10 @@ class Attempts:
     def race(self, base: str) -> list[tuple[str, dict]]:
         """ROUNDS races over a new run each: per run, (what came back, began, ended) per attempt."""
         self._all(base, None, 0.0, timeout=120)
-        return [(f"race-{i}", self._all(base, f"race-{i}", time.monotonic() + LEAD_SECONDS, timeout=60))
-                for i in range(ROUNDS)]
+        return [
+            (f"race-{i}", self._all(base, f"race-{i}", time.monotonic() + LEAD_SECONDS, timeout=60))
+            for i in range(ROUNDS)
+        ]
 
     def stop(self) -> None:
         for inbox in self.inboxes.values():
@@ -119,8 +129,9 @@ def assert_exactly_one_commit_each_round(rounds: list[tuple[str, dict]], base: s
         assert len(winners) == 1, f"{run_id}: {len(winners)} attempts committed"
         winner = summary_of(run_id, winners[0])
         for name, (outcome, _, _) in got.items():
-            assert outcome == (winners[0], digest(winner)), \
+            assert outcome == (winners[0], digest(winner)), (
                 f"{run_id}: {name} got {outcome[0]}'s summary back, or a partial one; {winners[0]} committed"
+            )
         assert read_summary(store, RunLayout(base, run_id)) == winner
         (_, a0, a1), (_, b0, b1) = got.values()
         overlapped += a0 < b1 and b0 < a1

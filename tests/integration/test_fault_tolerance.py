@@ -6,9 +6,10 @@ import math
 
 import pytest
 
+from vitpipeline.demo import save_tiny_vit, write_digits
+
 from helpers import keys, read_json, run_cli
 from support.s3server import upload_tree
-from vitpipeline.demo import save_tiny_vit, write_digits
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,11 @@ def test_worker_failure_resumes_from_checkpoint(small_digits, s3, tmp_path):
     assert steps_per_epoch == 4
     record = read_json(s3, "ft-data", "out/fail-once/training.json")
     assert record["resumed_from_step"] == steps_per_epoch
+    assert record["worker_restarts"] == 1  # Ray Train restarted this attempt's workers once
     assert record["final_step"] == 3 * steps_per_epoch
+    # What the operator shows (status.progress, the TrainingWorkerLost Event) comes from here.
+    kept = read_json(s3, "ft-data", "out/fail-once/progress.json")["training"]
+    assert (kept["workerRestarts"], kept["resumedFromStep"]) == (1, steps_per_epoch), kept
     assert len(set(record["weights_digests"])) == 1
     assert summary["status"] == "Succeeded"
     # Every image in the folder, each with the folder's label as its truth.
@@ -76,6 +81,7 @@ def test_a_rerun_resumes_from_the_checkpoints_in_s3(small_digits, s3, tmp_path):
     assert second.returncode == 0, second.stderr[-4000:]
     record = read_json(s3, "ft-data", "out/retried/training.json")
     assert record["resumed_from_step"] == 4  # the end of epoch 1, saved by the first attempt
+    assert record["worker_restarts"] == 0  # a new attempt resuming, not a lost worker
     assert record["final_step"] == 12
     summary = read_json(s3, "ft-data", "out/retried/summary.json")
     attempts = {k.split("/")[3] for k in keys(s3, "ft-data", "out/retried/attempts/")} - {""}  # "" : a folder marker

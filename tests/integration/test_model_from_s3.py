@@ -4,10 +4,11 @@ import os
 import threading
 
 import pytest
+
 from vitpipeline.config import StorageSpec
 from vitpipeline.demo import save_tiny_vit
-from vitpipeline.storage.models import cache_dir, local_model
 from vitpipeline.runner import model_available
+from vitpipeline.storage.models import cache_dir, local_model
 from vitpipeline.storage.store import Store
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from vitpipeline.demo import NAMES, save_tiny_vit, write_digits
+
 from helpers import keys, read_json, run_cli
 from support.s3server import upload_tree
-from vitpipeline.demo import NAMES, save_tiny_vit, write_digits
 
 # Chance is 0.10 over ten classes. The same tiny ViT reaches ~0.95 on this split when trained
 # in one process for 15 epochs; 0.70 leaves room for run-to-run variation under DDP while
@@ -41,14 +42,23 @@ def full_run(digits, s3, tmp_path_factory):
         "model": {"name": digits["model"]},
         "split": {"validationFraction": 0.2, "seed": 7},
         # Digits: no photo augmentation (see demo_config); test_streaming.py trains with it.
-        "training": {"numWorkers": 2, "epochs": 20, "batchSize": 32, "learningRate": 1.5e-3, "augment": False,
-                     "reportTo": ["tensorboard"]},
+        "training": {
+            "numWorkers": 2,
+            "epochs": 20,
+            "batchSize": 32,
+            "learningRate": 1.5e-3,
+            "augment": False,
+            "reportTo": ["tensorboard"],
+        },
         "inference": {"batchSize": 128},
         "output": {"uri": "s3://runs/out"},
     }
     # What an earlier attempt of this run left when it died while writing its predictions.
-    s3.client().put_object(Bucket="runs", Key=f"out/digits-full/attempts/{EARLIER_ATTEMPT}/predictions/part-0.parquet",
-                           Body=b"half-written")
+    s3.client().put_object(
+        Bucket="runs",
+        Key=f"out/digits-full/attempts/{EARLIER_ATTEMPT}/predictions/part-0.parquet",
+        Body=b"half-written",
+    )
     proc = run_cli(tmp_path_factory.mktemp("cfg"), config, s3)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = read_json(s3, "runs", "out/digits-full/summary.json")
@@ -127,7 +137,9 @@ def test_grayscale_and_other_modes_were_converted(full_run, digits):
     modes = Counter(Image.open(p).mode for p in digits["written"]["converted"])
     assert modes["L"] > 0
     assert full_run["summary"]["counts"]["converted"] == dict(modes)
-    assert full_run["summary"]["counts"]["usable"] == len(digits["written"]["rgb"]) + len(digits["written"]["converted"])
+    assert full_run["summary"]["counts"]["usable"] == len(digits["written"]["rgb"]) + len(
+        digits["written"]["converted"]
+    )
 
 
 def test_training_was_data_parallel_and_in_sync(full_run):
@@ -192,7 +204,7 @@ def test_labels_csv_joined_by_path(digits, s3, tmp_path):
     df = predictions(s3, predictions_of(summary))
     expected = dict(rows)
     assert len(df) > 0
-    assert all(expected[p.split("/digits/")[1]] == t for p, t in zip(df["path"], df["true_label"]))
+    assert all(expected[p.split("/digits/")[1]] == t for p, t in zip(df["path"], df["true_label"], strict=True))
 
 
 def test_no_credential_appears_in_anything_the_run_wrote(full_run, s3):
@@ -222,7 +234,7 @@ def test_evaluation_agrees_with_the_predictions(full_run, s3):
     assert matrix["labels"] == summary["classes"] and sum(map(sum, matrix["counts"])) == len(df)
     assert all(len(t) == 5 for t in df["top_labels"]) and (df["top_labels"].str[0] == df["predicted_label"]).all()
     assert all(list(s) == sorted(s, reverse=True) for s in df["top_scores"])
-    in_top5 = [t in set(top) for t, top in zip(df["true_label"], df["top_labels"])]
+    in_top5 = [t in set(top) for t, top in zip(df["true_label"], df["top_labels"], strict=True)]
     assert ev["top5Accuracy"] == pytest.approx(sum(in_top5) / len(df)) and ev["top5Accuracy"] >= ev["accuracy"]
     assert summary["metrics"]["macroF1"] == ev["macroF1"] > 0.5
 
@@ -264,8 +276,13 @@ def test_show_reads_the_finished_run_from_s3(full_run, s3):
     from helpers import cli_env
 
     def show(*args):
-        return subprocess.run([sys.executable, "-m", "vitpipeline", "show", "s3://runs/out/digits-full", *args],
-                              capture_output=True, text=True, timeout=120, env=cli_env(s3))
+        return subprocess.run(
+            [sys.executable, "-m", "vitpipeline", "show", "s3://runs/out/digits-full", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=cli_env(s3),
+        )
 
     as_json = show("--json")
     assert as_json.returncode == 0, as_json.stderr[-2000:]
@@ -273,8 +290,13 @@ def test_show_reads_the_finished_run_from_s3(full_run, s3):
     assert (state["state"], state["summary"]) == ("Succeeded", full_run["summary"])
     text = show()
     assert text.stdout.startswith("run digits-full: Succeeded\n") and "macro F1" in text.stdout
-    missing = subprocess.run([sys.executable, "-m", "vitpipeline", "show", "s3://runs/out/no-such-run"],
-                             capture_output=True, text=True, timeout=120, env=cli_env(s3))
+    missing = subprocess.run(
+        [sys.executable, "-m", "vitpipeline", "show", "s3://runs/out/no-such-run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=cli_env(s3),
+    )
     assert missing.returncode == 1 and missing.stderr.strip().startswith("vitpipeline: run: no run at")
 
 

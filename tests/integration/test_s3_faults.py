@@ -13,10 +13,11 @@ import json
 
 import pytest
 
+from vitpipeline.demo import save_tiny_vit, write_digits
+
 from helpers import keys, run_cli
 from support.faultproxy import FaultProxy, s3_error
 from support.s3server import upload_tree
-from vitpipeline.demo import save_tiny_vit, write_digits
 
 BUCKET = "faults"
 
@@ -64,7 +65,9 @@ def test_transient_errors_everywhere_are_retried(data, s3, proxy, tmp_path):
         "read images": proxy.inject(s3_error("SlowDown", 503, 3, "GET", r"^/faults/data/digits/.+\.(png|jpg)")),
         "write progress": proxy.inject(s3_error("InternalError", 500, 2, "PUT", rf"/runs/{run}/progress\.json")),
         "upload checkpoints": proxy.inject(s3_error("SlowDown", 503, 2, "PUT", rf"/runs/{run}/checkpoints/.+")),
-        "write predictions": proxy.inject(s3_error("SlowDown", 503, 2, "PUT", rf"/runs/{run}/attempts/.+/predictions/")),
+        "write predictions": proxy.inject(
+            s3_error("SlowDown", 503, 2, "PUT", rf"/runs/{run}/attempts/.+/predictions/")
+        ),
         "commit the summary": proxy.inject(s3_error("InternalError", 500, 2, "PUT", rf"/runs/{run}/summary\.json")),
     }
     proc = run_cli(tmp_path, config(run, data["model"]), ThroughProxy(s3, proxy))

@@ -24,10 +24,20 @@ def _save_model(dest, num_labels=10):
     from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
     torch.manual_seed(0)
-    ViTForImageClassification(ViTConfig(image_size=SIDE, patch_size=32, hidden_size=32, num_hidden_layers=1,
-                                        num_attention_heads=2, intermediate_size=64, num_labels=num_labels)).save_pretrained(dest)
-    ViTImageProcessor(size={"height": SIDE, "width": SIDE}, image_mean=[0.2, 0.3, 0.4], image_std=[0.6, 0.5, 0.4],
-                      resample=3).save_pretrained(dest)
+    ViTForImageClassification(
+        ViTConfig(
+            image_size=SIDE,
+            patch_size=32,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=num_labels,
+        )
+    ).save_pretrained(dest)
+    ViTImageProcessor(
+        size={"height": SIDE, "width": SIDE}, image_mean=[0.2, 0.3, 0.4], image_std=[0.6, 0.5, 0.4], resample=3
+    ).save_pretrained(dest)
     return str(dest)
 
 
@@ -48,14 +58,16 @@ def streamed_run(capped_ray, tmp_path_factory):
     root = tmp_path_factory.mktemp("streaming")
     write_digits(root / "digits", per_class=IMAGES_PER_CLASS)
     model = _save_model(root / "vit224")
-    config = parse_config({
-        "runId": "capped",
-        "data": {"sources": [{"uri": str(root / "digits")}]},
-        "model": {"name": model},
-        "training": {"numWorkers": 2, "epochs": 1, "batchSize": 16, "feed": "stream"},
-        "inference": {"batchSize": 32},
-        "output": {"uri": str(root / "out")},
-    })
+    config = parse_config(
+        {
+            "runId": "capped",
+            "data": {"sources": [{"uri": str(root / "digits")}]},
+            "model": {"name": model},
+            "training": {"numWorkers": 2, "epochs": 1, "batchSize": 16, "feed": "stream"},
+            "inference": {"batchSize": 32},
+            "output": {"uri": str(root / "out")},
+        }
+    )
     summary = runner.run(config, echo=lambda *_: None)
     return {"summary": summary, "config": config, "root": root}
 
@@ -80,7 +92,13 @@ def test_a_dataset_larger_than_the_object_store_runs_without_spilling(streamed_r
 
 def test_the_processor_numbers_are_the_models_own(streamed_run):
     g = json.loads(json.dumps(streamed_run["summary"]["prepared"]["geometry"]))  # as summary.json holds it
-    assert (g["height"], g["width"], g["mean"], g["std"], g["resample"]) == (SIDE, SIDE, [0.2, 0.3, 0.4], [0.6, 0.5, 0.4], 3)
+    assert (g["height"], g["width"], g["mean"], g["std"], g["resample"]) == (
+        SIDE,
+        SIDE,
+        [0.2, 0.3, 0.4],
+        [0.6, 0.5, 0.4],
+        3,
+    )
 
 
 def test_training_pixels_change_between_epochs_evaluation_pixels_do_not(streamed_run):
@@ -91,17 +109,19 @@ def test_training_pixels_change_between_epochs_evaluation_pixels_do_not(streamed
 
     from vitpipeline import runner
     from vitpipeline.stages.prepare import Manifest
-    from vitpipeline.storage.store import Store
     from vitpipeline.stages.train import ModelInputs
+    from vitpipeline.storage.store import Store
 
     config, s = streamed_run["config"], streamed_run["summary"]
     store = Store(config.storage)
     layout = runner.RunLayout(config.output.uri, config.run_id)
     manifest = Manifest.from_json(store.read_bytes(layout.prepared_manifest))
-    geometry = runner.Geometry(**{k: tuple(v) if isinstance(v, list) else v for k, v in s["prepared"]["geometry"].items()})
+    geometry = runner.Geometry(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in s["prepared"]["geometry"].items()}
+    )
     prep = runner.Prepared(uri=manifest.uri, tally=None, bytes=manifest.bytes, reused=True)
     meta = runner.ray.data.read_parquet(manifest.uri).select_columns(["path", "label", "reason"]).to_pandas()
-    usable = [(p, lab) for p, lab, r in zip(meta["path"], meta["label"], meta["reason"]) if r == "ok"]
+    usable = [(p, lab) for p, lab, r in zip(meta["path"], meta["label"], meta["reason"], strict=True) if r == "ok"]
     split = runner.split_images(usable, config)
     assert len(split.train) == s["counts"]["train"]
 
@@ -111,7 +131,7 @@ def test_training_pixels_change_between_epochs_evaluation_pixels_do_not(streamed
         out = {}
         for batch in rows.iter_batches(batch_size=32, batch_format="numpy"):
             pixels = collate({"image": batch["image"], "labels": batch["labels"]})["pixel_values"]
-            out.update(zip(batch["path"], pixels))
+            out.update(zip(batch["path"], pixels, strict=True))
         return out
 
     first, second = one_pass(split.train, True), one_pass(split.train, True)
@@ -141,11 +161,13 @@ def test_a_retry_reuses_the_prepared_shards(streamed_run):
     layout = runner.RunLayout(config.output.uri, config.run_id)
     attempt = layout.attempt(runner.new_attempt_id())
     start = time.perf_counter()
-    prep = runner.prepare_images(store, config, layout, attempt, runner.list_inputs(store, config),
-                                 runner.model_geometry(config))
+    prep = runner.prepare_images(
+        store, config, layout, attempt, runner.list_inputs(store, config), runner.model_geometry(config)
+    )
     seconds = time.perf_counter() - start
     assert prep.reused and prep.uri == first["prepared"]["uri"] != attempt.prepared
-    assert {k: prep.tally.counts[k] for k in ("read", "usable", "quarantined", "converted")} == \
-        {k: first["counts"][k] for k in ("read", "usable", "quarantined", "converted")}
+    assert {k: prep.tally.counts[k] for k in ("read", "usable", "quarantined", "converted")} == {
+        k: first["counts"][k] for k in ("read", "usable", "quarantined", "converted")
+    }
     assert not (streamed_run["root"] / "out" / "capped" / "attempts" / attempt.id).exists()
     assert seconds < first["timingsSeconds"]["prepare"]

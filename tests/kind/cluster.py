@@ -155,8 +155,18 @@ class KindCluster:
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         self._kind(
-            "create", "cluster", "--name", self.name, "--image", image,
-            "--kubeconfig", str(self.kubeconfig), "--wait", wait, "--config", "-",
+            "create",
+            "cluster",
+            "--name",
+            self.name,
+            "--image",
+            image,
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--wait",
+            wait,
+            "--config",
+            "-",
             input=kind_config(image),
         )
         self.create_seconds = time.monotonic() - start
@@ -176,8 +186,9 @@ class KindCluster:
         return f"{self.name}-control-plane"
 
     def _inspect(self) -> dict:
-        out = subprocess.run(["docker", "inspect", self.node_container], check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["docker", "inspect", self.node_container], check=True, capture_output=True, text=True
+        ).stdout
         return json.loads(out)[0]
 
     @property
@@ -187,8 +198,13 @@ class KindCluster:
         return (networks.get("kind") or next(iter(networks.values())))["IPAddress"]
 
     def node_exec(self, *args: str, input: str | None = None) -> str:
-        return subprocess.run(["docker", "exec", "-i", self.node_container, *args], input=input,
-                              check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["docker", "exec", "-i", self.node_container, *args],
+            input=input,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
 
     def memory(self) -> dict[str, int]:
         """Memory of the node container's cgroup, in bytes.
@@ -203,17 +219,19 @@ class KindCluster:
         if v1.is_dir():
             stat = dict(line.split() for line in (v1 / "memory.stat").read_text().splitlines())
             usage = int((v1 / "memory.usage_in_bytes").read_text())
-            return {"usage": usage, "peak": int((v1 / "memory.max_usage_in_bytes").read_text()),
-                    "working_set": usage - int(stat["total_inactive_file"]),
-                    "rss": int(stat["total_rss"])}
+            return {
+                "usage": usage,
+                "peak": int((v1 / "memory.max_usage_in_bytes").read_text()),
+                "working_set": usage - int(stat["total_inactive_file"]),
+                "rss": int(stat["total_rss"]),
+            }
         v2 = next(Path("/sys/fs/cgroup").glob(f"**/docker-{cid}.scope"), None)
         if v2 is None:
             raise FileNotFoundError(f"no cgroup for container {cid}")
         stat = dict(line.split() for line in (v2 / "memory.stat").read_text().splitlines())
         usage = int((v2 / "memory.current").read_text())
         peak = v2 / "memory.peak"
-        result = {"usage": usage, "working_set": usage - int(stat["inactive_file"]),
-                  "rss": int(stat["anon"])}
+        result = {"usage": usage, "working_set": usage - int(stat["inactive_file"]), "rss": int(stat["anon"])}
         if peak.exists():
             result["peak"] = int(peak.read_text())
         return result
@@ -226,13 +244,11 @@ class KindCluster:
         if exe:
             return [exe, "--kubeconfig", str(self.kubeconfig)]
         # stock-image path without a host kubectl: the node has one
-        return ["docker", "exec", "-i", self.node_container,
-                "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf"]
+        return ["docker", "exec", "-i", self.node_container, "kubectl", "--kubeconfig=/etc/kubernetes/admin.conf"]
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         """Run kubectl against this cluster and return stdout (raises on failure if check)."""
-        proc = subprocess.run([*self.kubectl_command(), *args], input=input,
-                              capture_output=True, text=True)
+        proc = subprocess.run([*self.kubectl_command(), *args], input=input, capture_output=True, text=True)
         if check and proc.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
         return proc.stdout
@@ -244,7 +260,7 @@ def main(argv: list[str]) -> int:
     if "--name" in argv:
         i = argv.index("--name")
         name = argv[i + 1]
-        argv = argv[:i] + argv[i + 2:]
+        argv = argv[:i] + argv[i + 2 :]
     if not argv:
         print(usage, file=sys.stderr)
         return 2
@@ -252,8 +268,7 @@ def main(argv: list[str]) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "up":
         kubeconfig = cluster.create()
-        print(f"created {name} in {cluster.create_seconds:.0f}s; node {cluster.node_ip}",
-              file=sys.stderr)
+        print(f"created {name} in {cluster.create_seconds:.0f}s; node {cluster.node_ip}", file=sys.stderr)
         print(kubeconfig)
     elif cmd == "down":
         cluster.delete()

@@ -20,7 +20,6 @@ import tarfile
 import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 from kind.cluster import HERE, KindCluster, node_image
 
@@ -41,21 +40,31 @@ def probe_image() -> str:
         return tag
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0")
-        subprocess.run(["go", "build", "-trimpath", "-ldflags=-s -w", "-o", f"{tmp}/probe", "."],
-                       cwd=src, env=env, check=True)
+        subprocess.run(
+            ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", f"{tmp}/probe", "."], cwd=src, env=env, check=True
+        )
         with tarfile.open(f"{tmp}/image.tar", "w") as tar:
             tar.add(f"{tmp}/probe", arcname="probe")
-        subprocess.run(["docker", "import", "--change", 'ENTRYPOINT ["/probe"]',
-                        f"{tmp}/image.tar", tag], check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "import", "--change", 'ENTRYPOINT ["/probe"]', f"{tmp}/image.tar", tag],
+            check=True,
+            capture_output=True,
+        )
     return tag
 
 
 def restricted_container(name: str, image: str, args: list[str]) -> dict:
     return {
-        "name": name, "image": image, "imagePullPolicy": "Never", "args": args,
+        "name": name,
+        "image": image,
+        "imagePullPolicy": "Never",
+        "args": args,
         "securityContext": {
-            "allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
 
@@ -63,22 +72,34 @@ def restricted_container(name: str, image: str, args: list[str]) -> dict:
 def manifests(image: str) -> list[dict]:
     labels = {"app": "web"}
     web = {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": NS},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
-            "metadata": {"labels": labels},
-            "spec": {"containers": [restricted_container("web", image, ["serve", ":8080", TEXT])]},
-        }},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": NS},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [restricted_container("web", image, ["serve", ":8080", TEXT])]},
+            },
+        },
     }
     svc = {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NS},
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": NS},
         "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
     }
     nodeport = {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-np", "namespace": NS},
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web-np", "namespace": NS},
         "spec": {"type": "NodePort", "selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
     }
     client = {
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": NS},
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "client", "namespace": NS},
         "spec": {
             "restartPolicy": "Never",
             "initContainers": [restricted_container("dns", image, ["resolve", "kubernetes.default"])],
@@ -123,8 +144,10 @@ def main(argv: list[str]) -> int:
         cluster.kubectl("label", "namespace", NS, "pod-security.kubernetes.io/enforce=restricted")
         # Admission must really enforce "restricted": a default pod (may run as root) is refused.
         denied = subprocess.run(
-            [*cluster.kubectl_command(), "-n", NS, "run", "denied", f"--image={probe}",
-             "--dry-run=server"], capture_output=True, text=True)
+            [*cluster.kubectl_command(), "-n", NS, "run", "denied", f"--image={probe}", "--dry-run=server"],
+            capture_output=True,
+            text=True,
+        )
         if denied.returncode == 0 or "violates PodSecurity" not in denied.stderr:
             raise SystemExit(f"FAIL: restricted namespace admitted a default pod: {denied.stderr}")
         log("Pod Security: default pod refused in the restricted namespace")
@@ -132,15 +155,13 @@ def main(argv: list[str]) -> int:
         print(cluster.kubectl("apply", "-f", "-", input=docs), file=sys.stderr)
 
         phase = wait_pod_phase(cluster, "client", {"Succeeded", "Failed"})
-        logs = {c: cluster.kubectl("-n", NS, "logs", "client", "-c", c, check=False).strip()
-                for c in ("dns", "svc")}
+        logs = {c: cluster.kubectl("-n", NS, "logs", "client", "-c", c, check=False).strip() for c in ("dns", "svc")}
         log(f"client pod: {phase}; kubernetes.default -> {logs['dns']}; web service -> {logs['svc']}")
         if phase != "Succeeded" or logs["svc"] != TEXT:
             print(cluster.kubectl("-n", NS, "describe", "pod", "client", check=False), file=sys.stderr)
             raise SystemExit("FAIL: restricted client pod (DNS + service)")
 
-        port = cluster.kubectl("-n", NS, "get", "svc", "web-np", "-o",
-                               "jsonpath={.spec.ports[0].nodePort}")
+        port = cluster.kubectl("-n", NS, "get", "svc", "web-np", "-o", "jsonpath={.spec.ports[0].nodePort}")
         url = f"http://{cluster.node_ip}:{port}/"
         body = urllib.request.urlopen(url, timeout=10).read().decode()
         log(f"NodePort from host: GET {url} -> {body!r}")

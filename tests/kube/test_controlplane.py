@@ -8,10 +8,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from testbed.paths import KUBERNETES_VERSION
 from support.waiting import wait_for
-
-
+from testbed.paths import KUBERNETES_VERSION
 
 
 def test_apiserver_reports_pinned_version(control_plane):
@@ -51,7 +49,8 @@ def test_rayjob_crd_served_and_validated(control_plane, namespace):
         # The real KubeRay schema: shutdownAfterJobFinishes is a boolean.
         with pytest.raises(ApiException) as bad:
             co.create_namespaced_custom_object(
-                "ray.io", "v1", namespace, "rayjobs", _rayjob("bad", shutdownAfterJobFinishes="yes please"))
+                "ray.io", "v1", namespace, "rayjobs", _rayjob("bad", shutdownAfterJobFinishes="yes please")
+            )
         assert bad.value.status == 422, bad.value.body
         assert "shutdownAfterJobFinishes" in bad.value.body
         with pytest.raises(ApiException) as gone:
@@ -62,13 +61,15 @@ def test_rayjob_crd_served_and_validated(control_plane, namespace):
 def assert_garbage_collected(core: client.CoreV1Api, namespace: str, prefix: str = "") -> None:
     """A ConfigMap owned by another ConfigMap disappears once its owner is deleted."""
     owner = core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"{prefix}owner"), data={"a": "1"}))
-    ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name=f"{prefix}owner",
-                                  uid=owner.metadata.uid)
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"{prefix}owner"), data={"a": "1"})
+    )
+    ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name=f"{prefix}owner", uid=owner.metadata.uid)
     core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"{prefix}child", owner_references=[ref])))
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"{prefix}child", owner_references=[ref]))
+    )
     core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"{prefix}bystander")))
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"{prefix}bystander"))
+    )
 
     core.delete_namespaced_config_map(f"{prefix}owner", namespace)
 
@@ -102,17 +103,28 @@ def test_service_account_without_rbac_is_forbidden(control_plane, namespace):
     # Same token, once bound to a Role that allows it: authentication worked, RBAC decided.
     with control_plane.api_client() as admin:
         rbac = client.RbacAuthorizationV1Api(admin)
-        rbac.create_namespaced_role(namespace, client.V1Role(
-            metadata=client.V1ObjectMeta(name="read-secrets"),
-            rules=[client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["list"])]))
-        rbac.create_namespaced_role_binding(namespace, client.V1RoleBinding(
-            metadata=client.V1ObjectMeta(name="read-secrets"),
-            role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-secrets"),
-            subjects=[client.RbacV1Subject(kind="ServiceAccount", name="nobody", namespace=namespace)]))
+        rbac.create_namespaced_role(
+            namespace,
+            client.V1Role(
+                metadata=client.V1ObjectMeta(name="read-secrets"),
+                rules=[client.V1PolicyRule(api_groups=[""], resources=["secrets"], verbs=["list"])],
+            ),
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            client.V1RoleBinding(
+                metadata=client.V1ObjectMeta(name="read-secrets"),
+                role_ref=client.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="Role", name="read-secrets"),
+                subjects=[client.RbacV1Subject(kind="ServiceAccount", name="nobody", namespace=namespace)],
+            ),
+        )
     with config.new_client_from_config(config_file=str(kubeconfig)) as api:
         core = client.CoreV1Api(api)
-        wait_for(lambda: core.list_namespaced_secret(namespace) is not None, timeout=10,
-                 what="the new RoleBinding to take effect")
+        wait_for(
+            lambda: core.list_namespaced_secret(namespace) is not None,
+            timeout=10,
+            what="the new RoleBinding to take effect",
+        )
         with pytest.raises(ApiException) as still_denied:
             core.list_namespaced_config_map(namespace)
         assert still_denied.value.status == 403
@@ -121,7 +133,8 @@ def test_service_account_without_rbac_is_forbidden(control_plane, namespace):
 def test_restart_apiserver_keeps_data(control_plane, namespace):
     with control_plane.api_client() as api:
         client.CoreV1Api(api).create_namespaced_config_map(
-            namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="survivor"), data={"k": "v"}))
+            namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="survivor"), data={"k": "v"})
+        )
     server = control_plane.server
     control_plane.restart_apiserver()
     assert control_plane.server == server
@@ -131,7 +144,9 @@ def test_restart_apiserver_keeps_data(control_plane, namespace):
         # Still fully working afterwards, CRDs included.
         co = client.CustomObjectsApi(api)
         co.create_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", _rayjob("after-restart"))
-        assert co.get_namespaced_custom_object(
-            "ray.io", "v1", namespace, "rayjobs", "after-restart")["metadata"]["name"] == "after-restart"
+        assert (
+            co.get_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", "after-restart")["metadata"]["name"]
+            == "after-restart"
+        )
         # The controller manager reconnected too.
         assert_garbage_collected(core, namespace, prefix="after-restart-")

@@ -14,9 +14,10 @@ import uuid
 
 import pytest
 from kubernetes import client
-from support.faultproxy import FaultProxy, kube_error
 from test_operator import Operator, kuberay_says, rayjobs, status_of, wait_phase
 from test_operator_schema import VITP, apply_crd, manifest, minimal_spec
+
+from support.faultproxy import FaultProxy, kube_error
 from testbed.controlplane import ControlPlane
 from testbed.paths import binaries
 
@@ -45,13 +46,18 @@ def proxy(plane):
 def proxied_kubeconfig(plane, proxy, tmp_path_factory):
     """Plain HTTP to the proxy, which authenticates upstream as the test bed's admin."""
     path = tmp_path_factory.mktemp("proxied") / "kubeconfig"
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "proxied", "cluster": {"server": proxy.url}}],
-        "users": [{"name": "through-proxy", "user": {}}],
-        "contexts": [{"name": "proxied", "context": {"cluster": "proxied", "user": "through-proxy"}}],
-        "current-context": "proxied",
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "proxied", "cluster": {"server": proxy.url}}],
+                "users": [{"name": "through-proxy", "user": {}}],
+                "contexts": [{"name": "proxied", "context": {"cluster": "proxied", "user": "through-proxy"}}],
+                "current-context": "proxied",
+            }
+        )
+    )
     return path
 
 
@@ -87,9 +93,11 @@ def test_conflicts_and_throttling_on_status_writes_are_retried(operator, api, ns
     api.create_namespaced_custom_object(*VITP, ns, "vitpipelines", manifest("busy", minimal_spec()))
     wait_phase(api, ns, "busy", "Pending", "RayJobCreated")
     status_path = rf"/namespaces/{ns}/vitpipelines/busy/status"
-    injected = [proxy.inject(kube_error("Conflict", 409, 2, "PATCH", status_path)),
-                proxy.inject(kube_error("TooManyRequests", 429, 1, "PATCH", status_path)),
-                proxy.inject(kube_error("ServiceUnavailable", 503, 1, "PATCH", status_path))]
+    injected = [
+        proxy.inject(kube_error("Conflict", 409, 2, "PATCH", status_path)),
+        proxy.inject(kube_error("TooManyRequests", 429, 1, "PATCH", status_path)),
+        proxy.inject(kube_error("ServiceUnavailable", 503, 1, "PATCH", status_path)),
+    ]
     kuberay_says(api, ns, "busy", jobDeploymentStatus="Running", jobStatus="RUNNING")
     wait_phase(api, ns, "busy", "Running", "JobRunning", timeout=20)
     assert [f.injected for f in injected] == [2, 1, 1]

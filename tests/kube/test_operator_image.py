@@ -16,6 +16,7 @@ from test_operator_schema import VITP, manifest, minimal_spec, vitp_crd  # noqa:
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images"))
 from image_build import build_images, docker, world_readable  # noqa: E402
+
 from support.s3server import free_port
 from support.waiting import wait_for
 
@@ -23,9 +24,6 @@ pytestmark = pytest.mark.images
 
 RAY = ("ray.io", "v1")
 BUCKET = "vitp-image-test"
-
-
-
 
 
 @pytest.fixture
@@ -43,11 +41,14 @@ def operator_container(vitp_crd, namespace, s3, tmp_path):  # noqa: F811
     world_readable(kube_dir)
     port = free_port()
     name = f"vitp-operator-{uuid.uuid4().hex[:8]}"
-    env = {**s3.env(), "KUBECONFIG": "/kube/config", "WATCH_NAMESPACE": namespace,
-           "VITOPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz"}
+    env = {
+        **s3.env(),
+        "KUBECONFIG": "/kube/config",
+        "WATCH_NAMESPACE": namespace,
+        "VITOPERATOR_LIVENESS": f"http://127.0.0.1:{port}/healthz",
+    }
     env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
-    docker("run", "-d", "--name", name, "--network", "host", *env_args,
-           "-v", f"{kube_dir}:/kube:ro", image, check=True)
+    docker("run", "-d", "--name", name, "--network", "host", *env_args, "-v", f"{kube_dir}:/kube:ro", image, check=True)
 
     def logs() -> str:
         p = docker("logs", "--tail", "80", name)
@@ -75,7 +76,8 @@ def test_operator_image_creates_the_rayjob(operator_container, vitp_crd, namespa
     with vitp_crd.api_client() as api:
         objs = client.CustomObjectsApi(api)
         created = objs.create_namespaced_custom_object(
-            *VITP, namespace, "vitpipelines", manifest("from-image", minimal_spec(f"s3://{BUCKET}/runs")))
+            *VITP, namespace, "vitpipelines", manifest("from-image", minimal_spec(f"s3://{BUCKET}/runs"))
+        )
 
         def rayjob():
             items = objs.list_namespaced_custom_object(*RAY, namespace, "rayjobs")["items"]

@@ -9,11 +9,12 @@ import json
 import uuid
 from pathlib import Path
 
-import badinput
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+import badinput
 from support.trees import leaves
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +32,7 @@ def apply_crd(control_plane) -> None:
         except ApiException as err:
             if err.status != 409:
                 raise
-            cur = json.loads(ext.read_custom_resource_definition(doc["metadata"]["name"],
-                                                                 _preload_content=False).data)
+            cur = json.loads(ext.read_custom_resource_definition(doc["metadata"]["name"], _preload_content=False).data)
             doc["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
             ext.replace_custom_resource_definition(doc["metadata"]["name"], doc, _preload_content=False)
     control_plane.wait_crds_established([doc["metadata"]["name"]])
@@ -55,8 +55,7 @@ def example(name: str) -> dict:
 
 
 def manifest(name: str, spec: dict) -> dict:
-    return {"apiVersion": "vitpipeline.dev/v1alpha1", "kind": "ViTPipeline",
-            "metadata": {"name": name}, "spec": spec}
+    return {"apiVersion": "vitpipeline.dev/v1alpha1", "kind": "ViTPipeline", "metadata": {"name": name}, "spec": spec}
 
 
 def minimal_spec(output: str = "s3://vitp-test/runs") -> dict:
@@ -88,22 +87,24 @@ def test_api_server_refuses_bad_specs(api, namespace, case):
 @pytest.mark.parametrize("case", badinput.by_where(badinput.ACCEPTED, badinput.STATUS), ids=lambda c: c.id)
 def test_api_server_accepts_what_the_operator_judges(api, namespace, case):
     """Accepted rows, and status rows (only the operator can see what is wrong with them)."""
-    got = api.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", badinput.manifest(case),
-                                              field_validation="Strict")
+    got = api.create_namespaced_custom_object(
+        *VITP, namespace, "vitpipelines", badinput.manifest(case), field_validation="Strict"
+    )
     assert got["spec"] == badinput.manifest(case)["spec"]
 
 
 def test_spec_immutable_except_suspend(api, namespace):
     create(api, namespace, manifest("immutable", minimal_spec()))
-    for patch in ({"spec": {"pipeline": {"training": {"epochs": 9}}}},
-                  {"spec": {"backoffLimit": 3}},
-                  {"spec": {"head": {"cpu": "3"}}}):
+    for patch in (
+        {"spec": {"pipeline": {"training": {"epochs": 9}}}},
+        {"spec": {"backoffLimit": 3}},
+        {"spec": {"head": {"cpu": "3"}}},
+    ):
         with pytest.raises(ApiException) as err:
             api.patch_namespaced_custom_object(*VITP, namespace, "vitpipelines", "immutable", patch)
         assert err.value.status == 422, err.value.body
         assert "spec is immutable after creation except spec.suspend" in err.value.body
-    got = api.patch_namespaced_custom_object(*VITP, namespace, "vitpipelines", "immutable",
-                                             {"spec": {"suspend": True}})
+    got = api.patch_namespaced_custom_object(*VITP, namespace, "vitpipelines", "immutable", {"spec": {"suspend": True}})
     assert got["spec"]["suspend"] is True
 
 
@@ -125,8 +126,6 @@ def test_examples_are_accepted(api, namespace, name):
     assert got["spec"] == doc["spec"]  # nothing pruned: the examples only use schema fields
 
 
-
-
 @pytest.mark.parametrize("example_name", ["vitpipeline-cpu", "vitpipeline-gpu"])
 def test_rendered_rayjob_fits_kuberay_schema(vitp_crd, namespace, example_name):
     """Created for real against KubeRay v1.6.0's CRD; every rendered field survives pruning."""
@@ -136,8 +135,7 @@ def test_rendered_rayjob_fits_kuberay_schema(vitp_crd, namespace, example_name):
     doc = example(f"{example_name}.yaml")
     job = render_rayjob(doc["metadata"]["name"], str(uuid.uuid4()), parse_spec(doc["spec"]))
     with vitp_crd.api_client() as api:
-        got = client.CustomObjectsApi(api).create_namespaced_custom_object(
-            "ray.io", "v1", namespace, "rayjobs", job)
+        got = client.CustomObjectsApi(api).create_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", job)
     stored = dict(leaves(got["spec"]))
     for path, value in leaves(job["spec"]):
         assert stored.get(path) == value, f"{path}: rendered {value!r}, stored {stored.get(path)!r}"
@@ -148,9 +146,17 @@ def restricted_namespace(vitp_crd):
     name = f"r-{uuid.uuid4().hex[:10]}"
     with vitp_crd.api_client() as api:
         core = client.CoreV1Api(api)
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-            name=name, labels={"pod-security.kubernetes.io/enforce": "restricted",
-                               "pod-security.kubernetes.io/enforce-version": "latest"})))
+        core.create_namespace(
+            client.V1Namespace(
+                metadata=client.V1ObjectMeta(
+                    name=name,
+                    labels={
+                        "pod-security.kubernetes.io/enforce": "restricted",
+                        "pod-security.kubernetes.io/enforce-version": "latest",
+                    },
+                )
+            )
+        )
         try:
             yield name
         finally:
@@ -175,15 +181,20 @@ def test_rendered_pods_pass_restricted_pod_security(vitp_crd, restricted_namespa
         core = client.CoreV1Api(api)
         # The control: the same namespace refuses a pod with no security settings.
         with pytest.raises(ApiException) as refused:
-            _dry_run_pod(core, restricted_namespace, "control",
-                         {"spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}})
+            _dry_run_pod(
+                core,
+                restricted_namespace,
+                "control",
+                {"spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}},
+            )
         assert refused.value.status == 403 and "restricted" in refused.value.body
         for role, template in templates.items():
             sa = template["spec"].get("serviceAccountName")
             if sa:
                 try:
                     core.create_namespaced_service_account(
-                        restricted_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=sa)))
+                        restricted_namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=sa))
+                    )
                 except ApiException as err:
                     if err.status != 409:
                         raise

@@ -28,8 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from support.trees import leaves
 from test_operator_schema import VITP, manifest, vitp_crd  # noqa: F401 (fixture)
+
+from support.trees import leaves
 
 # Cross-field rules that the CRD's schema does not express: the operator refuses these with
 # status reason InvalidSpec (tests/unit/test_bad_input_table.py shows the status).
@@ -47,6 +48,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     database=None,
 )
+
 
 class Bad:
     """A value drawn from the wrong side of a bound: the spec is broken at the field holding it."""
@@ -99,48 +101,136 @@ def _s3_uri(bucket, key: str):
 @st.composite
 def specs(draw, valid: bool) -> tuple[dict, dict]:
     """A spec, and the fields drawn wrong by path (`spec.workers.replicas`) with their values."""
-    bucket = either(valid, st.from_regex(r"[a-z0-9][a-z0-9-]{1,20}[a-z0-9]", fullmatch=True),
-                    st.sampled_from(["B", "Bad_Bucket", "ab.", "-lead"]))
+    bucket = either(
+        valid,
+        st.from_regex(r"[a-z0-9][a-z0-9-]{1,20}[a-z0-9]", fullmatch=True),
+        st.sampled_from(["B", "Bad_Bucket", "ab.", "-lead"]),
+    )
     key = st.from_regex(r"[a-zA-Z0-9_./-]{0,30}", fullmatch=True)
-    uri = either(valid, st.builds(_s3_uri, bucket, key),
-                 st.sampled_from(["/local/images", "https://bkt.example/x", "s3://", "gs://bkt/x", "",
-                                  "s3://key:secret@bkt/x"]))
-    quantity = either(valid, st.sampled_from(["1", "2", "500m", "0.5", "8Gi", "512Mi", "3.5", "1k"]),
-                      st.sampled_from(["abc", "-1", "1.5.5", "", "2 Gi"]))
-    image = either(valid, st.sampled_from(["vitpipeline/pipeline:0.1.0", "registry.local:5000/team/pipeline:2026.11",
-                                           "vitpipeline/pipeline@sha256:" + "a" * 64]),
-                   st.sampled_from(["vitpipeline/pipeline:latest", "Pipeline:1", "x", "pipeline@sha256:abc"]))
+    uri = either(
+        valid,
+        st.builds(_s3_uri, bucket, key),
+        st.sampled_from(["/local/images", "https://bkt.example/x", "s3://", "gs://bkt/x", "", "s3://key:secret@bkt/x"]),
+    )
+    quantity = either(
+        valid,
+        st.sampled_from(["1", "2", "500m", "0.5", "8Gi", "512Mi", "3.5", "1k"]),
+        st.sampled_from(["abc", "-1", "1.5.5", "", "2 Gi"]),
+    )
+    image = either(
+        valid,
+        st.sampled_from(
+            [
+                "vitpipeline/pipeline:0.1.0",
+                "registry.local:5000/team/pipeline:2026.11",
+                "vitpipeline/pipeline@sha256:" + "a" * 64,
+            ]
+        ),
+        st.sampled_from(["vitpipeline/pipeline:latest", "Pipeline:1", "x", "pipeline@sha256:abc"]),
+    )
     label = either(valid, st.sampled_from(["cat", "dog"]), st.just(""))
-    sources = draw(st.lists(st.fixed_dictionaries({"uri": uri}, optional={"label": label}),
-                            min_size=1 if valid else 0, max_size=3)) or Bad([])
-    labels_csv = draw(maybe(st.fixed_dictionaries({"uri": uri}, optional={
-        "pathColumn": either(valid, st.sampled_from(["path", "image"]), st.just("")),
-        "labelColumn": either(valid, st.just("label"), st.just(""))})))
+    sources = draw(
+        st.lists(st.fixed_dictionaries({"uri": uri}, optional={"label": label}), min_size=1 if valid else 0, max_size=3)
+    ) or Bad([])
+    labels_csv = draw(
+        maybe(
+            st.fixed_dictionaries(
+                {"uri": uri},
+                optional={
+                    "pathColumn": either(valid, st.sampled_from(["path", "image"]), st.just("")),
+                    "labelColumn": either(valid, st.just("label"), st.just("")),
+                },
+            )
+        )
+    )
     pipeline = {
-        "data": {"sources": sources, "labelsCsv": labels_csv, "perClassLimit": draw(maybe(ints(valid, 1, 500, bounded=False)))},
-        "model": draw(maybe(st.fixed_dictionaries({"name": either(
-            valid, st.sampled_from(["google/vit-base-patch16-224-in21k", "s3://models/tiny-vit"]), st.just(""))}))),
-        "split": draw(maybe(st.fixed_dictionaries({}, optional={
-            "validationFraction": floats(valid, 0.0, 0.99, bad=(0.0, 1.0, -0.1)), "seed": ints(valid, 0, 2**31, bounded=False)}))),
-        "training": draw(maybe(st.fixed_dictionaries({}, optional={
-            "numWorkers": ints(valid, 1, 1024), "useGpu": st.booleans(), "cpusPerWorker": floats(valid, 0.0, 256),
-            "epochs": floats(valid, 0.0, 1000), "batchSize": ints(valid, 1, 4096),
-            "learningRate": floats(valid, 0.0, 1.0), "maxFailures": ints(valid, 0, 100, bad=(-1,)),
-            "precision": either(valid, st.sampled_from(["auto", "fp32", "bf16", "fp16"]), st.just("tf32"))}))),
-        "inference": draw(maybe(st.fixed_dictionaries({}, optional={
-            "batchSize": ints(valid, 1, 8192), "numActors": ints(valid, 1, 1024), "useGpu": st.booleans(),
-            "precision": either(valid, st.sampled_from(["auto", "fp32", "bf16", "fp16"]), st.just("int8"))}))),
+        "data": {
+            "sources": sources,
+            "labelsCsv": labels_csv,
+            "perClassLimit": draw(maybe(ints(valid, 1, 500, bounded=False))),
+        },
+        "model": draw(
+            maybe(
+                st.fixed_dictionaries(
+                    {
+                        "name": either(
+                            valid,
+                            st.sampled_from(["google/vit-base-patch16-224-in21k", "s3://models/tiny-vit"]),
+                            st.just(""),
+                        )
+                    }
+                )
+            )
+        ),
+        "split": draw(
+            maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "validationFraction": floats(valid, 0.0, 0.99, bad=(0.0, 1.0, -0.1)),
+                        "seed": ints(valid, 0, 2**31, bounded=False),
+                    },
+                )
+            )
+        ),
+        "training": draw(
+            maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "numWorkers": ints(valid, 1, 1024),
+                        "useGpu": st.booleans(),
+                        "cpusPerWorker": floats(valid, 0.0, 256),
+                        "epochs": floats(valid, 0.0, 1000),
+                        "batchSize": ints(valid, 1, 4096),
+                        "learningRate": floats(valid, 0.0, 1.0),
+                        "maxFailures": ints(valid, 0, 100, bad=(-1,)),
+                        "precision": either(valid, st.sampled_from(["auto", "fp32", "bf16", "fp16"]), st.just("tf32")),
+                    },
+                )
+            )
+        ),
+        "inference": draw(
+            maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "batchSize": ints(valid, 1, 8192),
+                        "numActors": ints(valid, 1, 1024),
+                        "useGpu": st.booleans(),
+                        "precision": either(valid, st.sampled_from(["auto", "fp32", "bf16", "fp16"]), st.just("int8")),
+                    },
+                )
+            )
+        ),
         "output": {"uri": draw(uri)},
-        "runId": draw(maybe(either(valid, st.from_regex(r"[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?", fullmatch=True),
-                                   st.sampled_from(["Run", "-x", "a" * 64, "a_b"])))),
+        "runId": draw(
+            maybe(
+                either(
+                    valid,
+                    st.from_regex(r"[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?", fullmatch=True),
+                    st.sampled_from(["Run", "-x", "a" * 64, "a_b"]),
+                )
+            )
+        ),
     }
     spec = {
         "rayImage": draw(image),
         "pipeline": pipeline,
         "head": draw(maybe(st.fixed_dictionaries({}, optional={"cpu": quantity, "memory": quantity}))),
-        "workers": draw(maybe(st.fixed_dictionaries({}, optional={
-            "replicas": ints(valid, 1, 1024), "gpusPerWorker": ints(valid, 0, 16, bad=(-1,)),
-            "cpu": quantity, "memory": quantity}))),
+        "workers": draw(
+            maybe(
+                st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "replicas": ints(valid, 1, 1024),
+                        "gpusPerWorker": ints(valid, 0, 16, bad=(-1,)),
+                        "cpu": quantity,
+                        "memory": quantity,
+                    },
+                )
+            )
+        ),
         "backoffLimit": draw(maybe(ints(valid, 0, 10, bad=(-1,)))),
         "ttlSecondsAfterFinished": draw(maybe(ints(valid, 0, 604800, bad=(-1,)))),
         "startupDeadlineSeconds": draw(maybe(ints(valid, 0, 86400, bad=(-1,)))),
@@ -166,8 +256,9 @@ def _api_verdict(custom: client.CustomObjectsApi, namespace: str, spec: dict) ->
     """None when the API server accepts the ViTPipeline (dry run), else its message."""
     body = manifest(f"p-{uuid.uuid4().hex[:8]}", spec)
     try:
-        custom.create_namespaced_custom_object(*VITP, namespace, "vitpipelines", body, dry_run="All",
-                                               field_validation="Strict")
+        custom.create_namespaced_custom_object(
+            *VITP, namespace, "vitpipelines", body, dry_run="All", field_validation="Strict"
+        )
         return None
     except ApiException as err:
         assert err.status == 422, (err.status, err.body)
@@ -180,8 +271,11 @@ def judge(vitp_crd):
     name = f"prop-{uuid.uuid4().hex[:8]}"
     with vitp_crd.api_client() as api:
         core = client.CoreV1Api(api)
-        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-            name=name, labels={"pod-security.kubernetes.io/enforce": "restricted"})))
+        core.create_namespace(
+            client.V1Namespace(
+                metadata=client.V1ObjectMeta(name=name, labels={"pod-security.kubernetes.io/enforce": "restricted"})
+            )
+        )
         tally = {"accepted": 0, "operator_only": 0, "refused": 0}
         try:
             yield name, client.CustomObjectsApi(api), core, tally
@@ -207,8 +301,7 @@ def test_any_spec_is_either_runnable_or_refused_with_its_field(judge, drawn):
         named = fields_named(refusal)
         assert named, f"the refusal names no field: {refusal}"
         assert named <= broken.keys(), f"blames {sorted(named - broken.keys())}, drawn right: {refusal}"
-        unnamed = {f for f in broken.keys() - named
-                   if not (NOT_ALL_CHECKED in refusal and broken[f] in CEL_ONLY)}
+        unnamed = {f for f in broken.keys() - named if not (NOT_ALL_CHECKED in refusal and broken[f] in CEL_ONLY)}
         assert not unnamed, f"does not name {sorted(unnamed)}, drawn wrong: {refusal}"
         return
     assert not broken, f"the API server accepted fields drawn wrong: {broken}"
@@ -216,7 +309,9 @@ def test_any_spec_is_either_runnable_or_refused_with_its_field(judge, drawn):
         parsed = parse_spec(spec)
     except SpecError as err:
         tally["operator_only"] += 1
-        assert any(re.search(p, str(err)) for p in OPERATOR_ONLY), f"accepted by the API server, refused by the operator: {err}"
+        assert any(re.search(p, str(err)) for p in OPERATOR_ONLY), (
+            f"accepted by the API server, refused by the operator: {err}"
+        )
         return
     tally["accepted"] += 1
     job = render_rayjob("prop", str(uuid.uuid4()), parsed)
@@ -225,6 +320,10 @@ def test_any_spec_is_either_runnable_or_refused_with_its_field(judge, drawn):
     for path, value in leaves(job["spec"]):
         assert kept.get(path) == value, f"{path}: rendered {value!r}, stored {kept.get(path)!r}"
     for role, template in pod_templates(job).items():
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{role}-x"},
-               "spec": {**template["spec"], "serviceAccountName": None}}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"{role}-x"},
+            "spec": {**template["spec"], "serviceAccountName": None},
+        }
         core.create_namespaced_pod(namespace, pod, dry_run="All")

@@ -6,6 +6,7 @@ No __init__.py here on purpose: a package named `operator` would shadow the stan
 from __future__ import annotations
 
 import pytest
+
 from vitp_testdata import load_example
 
 

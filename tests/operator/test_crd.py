@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from vitoperator import crd
 
 COMMITTED = Path(__file__).resolve().parents[2] / "charts/vitpipeline/crds/vitpipelines.vitpipeline.dev.yaml"
@@ -12,7 +13,8 @@ COMMITTED = Path(__file__).resolve().parents[2] / "charts/vitpipeline/crds/vitpi
 
 def test_committed_crd_matches_generated():
     assert COMMITTED.read_text() == crd.render_yaml(), (
-        f"regenerate: python -m vitoperator.crd > {COMMITTED.relative_to(COMMITTED.parents[3])}")
+        f"regenerate: python -m vitoperator.crd > {COMMITTED.relative_to(COMMITTED.parents[3])}"
+    )
 
 
 def walk(schema: dict, path: str = ""):
@@ -37,24 +39,35 @@ def test_structural():
         assert node.get("additionalProperties") is not False, path
 
 
-@pytest.mark.parametrize("path, key, expected", [
-    # Userinfo passes the pattern so that the rule below refuses it without echoing a secret.
-    (".pipeline.output.uri", "pattern", r"^s3://([^/@]*@)?[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
-    (".pipeline.data.sources[].uri", "pattern", r"^s3://([^/@]*@)?[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
-    (".pipeline.data.labelsCsv.uri", "pattern", r"^s3://([^/@]*@)?[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
-    (".pipeline.inference.sources[].uri", "x-kubernetes-validations", [
-        {"rule": "!self.matches('^s3://[^/]*@')", "reason": "FieldValueForbidden",
-         "message": "credentials in a URI are not allowed; use a Secret reference"}]),
-    (".pipeline.training.numWorkers", "minimum", 1),
-    (".pipeline.training.cpusPerWorker", "exclusiveMinimum", True),
-    (".pipeline.inference.precision", "enum", ["auto", "fp32", "bf16", "fp16"]),
-    (".pipeline.training.precision", "enum", ["auto", "fp32", "bf16", "fp16"]),
-    (".pipeline", "required", ["data", "output"]),
-    ("", "required", ["pipeline", "rayImage"]),
-    (".workers.gpusPerWorker", "maximum", 16),
-    (".workers.nodeSelector{}", "type", "string"),
-    (".s3.credentialsSecret", "required", ["name"]),
-])
+@pytest.mark.parametrize(
+    "path, key, expected",
+    [
+        # Userinfo passes the pattern so that the rule below refuses it without echoing a secret.
+        (".pipeline.output.uri", "pattern", r"^s3://([^/@]*@)?[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
+        (".pipeline.data.sources[].uri", "pattern", r"^s3://([^/@]*@)?[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
+        (".pipeline.data.labelsCsv.uri", "pattern", r"^s3://([^/@]*@)?[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$"),
+        (
+            ".pipeline.inference.sources[].uri",
+            "x-kubernetes-validations",
+            [
+                {
+                    "rule": "!self.matches('^s3://[^/]*@')",
+                    "reason": "FieldValueForbidden",
+                    "message": "credentials in a URI are not allowed; use a Secret reference",
+                }
+            ],
+        ),
+        (".pipeline.training.numWorkers", "minimum", 1),
+        (".pipeline.training.cpusPerWorker", "exclusiveMinimum", True),
+        (".pipeline.inference.precision", "enum", ["auto", "fp32", "bf16", "fp16"]),
+        (".pipeline.training.precision", "enum", ["auto", "fp32", "bf16", "fp16"]),
+        (".pipeline", "required", ["data", "output"]),
+        ("", "required", ["pipeline", "rayImage"]),
+        (".workers.gpusPerWorker", "maximum", 16),
+        (".workers.nodeSelector{}", "type", "string"),
+        (".s3.credentialsSecret", "required", ["name"]),
+    ],
+)
 def test_schema_keeps_rules(path, key, expected):
     nodes = dict(walk(spec_schema()))
     assert nodes[path][key] == expected
@@ -75,7 +88,13 @@ def test_names_and_columns():
     assert version["subresources"] == {"status": {}}
     columns = version["additionalPrinterColumns"]
     # `kubectl get vitp` shows these; -o wide adds the priority-1 ones.
-    assert [c["name"] for c in columns if not c.get("priority")] == ["Phase", "Stage", "Progress", "Accuracy", "MacroF1",
-                                                                     "Age"]
+    assert [c["name"] for c in columns if not c.get("priority")] == [
+        "Phase",
+        "Stage",
+        "Progress",
+        "Accuracy",
+        "MacroF1",
+        "Age",
+    ]
     assert [c["name"] for c in columns if c.get("priority")] == ["RayJob", "Reason"]
     assert next(c for c in columns if c["name"] == "Progress")["jsonPath"] == ".status.progress.summary"

@@ -1,6 +1,7 @@
 """progress.json -> status.progress: percent of the whole run, training step, staleness."""
 
 import pytest
+
 from vitoperator.progress import SPANS, failure, percent, progress_status
 
 NOW = 1_800_000_000.0
@@ -19,8 +20,14 @@ def test_percent_walks_every_stage_in_order_and_never_goes_back():
 
 
 def test_training_record_gives_step_epoch_metrics_and_a_summary():
-    rec = {"stage": "train", "done": 30, "total": 60, "epoch": 1.5, "metrics": {"accuracy": 0.8, "loss": 0.4},
-           "updatedAt": NOW - 10}
+    rec = {
+        "stage": "train",
+        "done": 30,
+        "total": 60,
+        "epoch": 1.5,
+        "metrics": {"accuracy": 0.8, "loss": 0.4},
+        "updatedAt": NOW - 10,
+    }
     out = progress_status(rec, NOW)
     assert out["stage"] == "train"
     p = out["progress"]
@@ -31,8 +38,13 @@ def test_training_record_gives_step_epoch_metrics_and_a_summary():
 
 
 def test_later_stages_keep_the_last_training_metrics():
-    rec = {"stage": "infer", "done": 5, "total": 10, "updatedAt": NOW,
-           "training": {"done": 60, "total": 60, "epoch": 3.0, "metrics": {"accuracy": 0.9}}}
+    rec = {
+        "stage": "infer",
+        "done": 5,
+        "total": 10,
+        "updatedAt": NOW,
+        "training": {"done": 60, "total": 60, "epoch": 3.0, "metrics": {"accuracy": 0.9}},
+    }
     p = progress_status(rec, NOW)["progress"]
     assert p["metrics"] == {"accuracy": 0.9} and p["epoch"] == 3.0 and "step" not in p
     assert p["summary"] == "91% infer 5/10"
@@ -40,12 +52,15 @@ def test_later_stages_keep_the_last_training_metrics():
     assert progress_status({"stage": "train", "done": 0, "total": None}, NOW)["progress"]["summary"] == "27% train"
 
 
-@pytest.mark.parametrize("rec, unreadable, words", [
-    (None, None, "has not written progress.json yet"),
-    ({"runId": "r"}, None, "has not written progress.json yet"),
-    (None, "reading s3://b/p.json: AccessDenied", "could not be read: reading s3://b/p.json: AccessDenied"),
-    ({"stage": "prepare", "done": 1, "total": 9, "updatedAt": NOW - 301}, None, "not updated for 301s"),
-])
+@pytest.mark.parametrize(
+    "rec, unreadable, words",
+    [
+        (None, None, "has not written progress.json yet"),
+        ({"runId": "r"}, None, "has not written progress.json yet"),
+        (None, "reading s3://b/p.json: AccessDenied", "could not be read: reading s3://b/p.json: AccessDenied"),
+        ({"stage": "prepare", "done": 1, "total": 9, "updatedAt": NOW - 301}, None, "not updated for 301s"),
+    ],
+)
 def test_missing_unreadable_or_stale_progress_says_so(rec, unreadable, words):
     p = progress_status(rec, NOW, unreadable=unreadable)["progress"]
     assert p["stale"] is True and words in p["note"]
@@ -57,7 +72,41 @@ def test_a_failed_record_says_where():
 
 
 def test_failure_is_read_only_from_a_failed_record():
-    assert failure({"stage": "failed", "failedStage": "ingest", "error": "data: none"}) == \
-        "the pipeline failed in stage ingest: data: none"
+    assert (
+        failure({"stage": "failed", "failedStage": "ingest", "error": "data: none"})
+        == "the pipeline failed in stage ingest: data: none"
+    )
     assert failure({"stage": "failed", "error": "x"}) == "the pipeline failed: x"
     assert failure({"stage": "train", "error": "x"}) is None and failure(None) is None
+
+
+def test_a_lost_worker_and_a_resumed_attempt_show_in_status_and_events():
+    from vitoperator.progress import training_event
+
+    rec = {"stage": "train", "done": 50, "total": 60, "updatedAt": NOW, "resumedFromStep": 39, "workerRestarts": 1}
+    p = progress_status(rec, NOW)["progress"]
+    assert (p["resumedFromStep"], p["workerRestarts"]) == (39, 1)
+    assert p["summary"] == "75% train step 50/60, 1x restarted from step 39"
+    kind, reason, message = training_event({"step": 45, "maxSteps": 60}, p)
+    assert (kind, reason) == ("Warning", "TrainingWorkerLost")
+    assert message == (
+        "a training worker was lost; Ray Train restarted the workers from the checkpoint at step 39 (restart 1)"
+    )
+    assert training_event(p, p) is None  # once per restart
+    # Kept through the later stages (the driver copies them into its record).
+    later = {
+        "stage": "infer",
+        "done": 1,
+        "total": 2,
+        "updatedAt": NOW,
+        "training": {k: rec[k] for k in rec if k != "stage"},
+    }
+    assert progress_status(later, NOW)["progress"]["workerRestarts"] == 1
+    # A retried attempt resuming from the run's checkpoints: no worker lost.
+    retried = progress_status({"stage": "train", "done": 5, "total": 60, "updatedAt": NOW, "resumedFromStep": 4}, NOW)
+    assert training_event({}, retried["progress"]) == (
+        "Normal",
+        "TrainingResumed",
+        "training resumed from the run's checkpoint at step 4",
+    )
+    assert training_event({"step": 1}, {"step": 2}) is None

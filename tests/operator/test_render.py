@@ -6,11 +6,13 @@ import base64
 import json
 
 import pytest
-from vitp_testdata import UID, load_example, with_changes
+
 from vitoperator import names
 from vitoperator.render import pod_templates, render_rayjob
 from vitoperator.spec import parse_spec
+
 from support.trees import leaves
+from vitp_testdata import UID, load_example, with_changes
 
 
 def rendered(spec: dict, name: str = "flowers-cpu") -> dict:
@@ -29,36 +31,54 @@ def containers(rayjob: dict):
             yield role, tpl["spec"], c
 
 
-@pytest.mark.parametrize("example, path, expected", [
-    ("cpu", "apiVersion", "ray.io/v1"),
-    ("cpu", "kind", "RayJob"),
-    ("cpu", "metadata.name", "flowers-cpu"),
-    ("cpu", "spec.shutdownAfterJobFinishes", True),
-    ("cpu", "spec.ttlSecondsAfterFinished", 600),
-    ("cpu", "spec.activeDeadlineSeconds", 7200),
-    ("cpu", "spec.backoffLimit", 1),
-    ("cpu", "spec.suspend", False),
-    ("cpu", "spec.submissionMode", "K8sJobMode"),
-    ("cpu", "spec.jobId", "vitp-0a1b2c3d1111-0"),
-    ("cpu", "spec.rayClusterSpec.authOptions.mode", "token"),
-    ("cpu", "spec.rayClusterSpec.headGroupSpec.rayStartParams.num-cpus", "0"),
-    ("cpu", "spec.rayClusterSpec.headGroupSpec.template.spec.containers.0.resources.limits",
-     {"cpu": "2", "memory": "8Gi"}),
-    ("cpu", "spec.rayClusterSpec.workerGroupSpecs.0.replicas", 2),
-    ("cpu", "spec.rayClusterSpec.workerGroupSpecs.0.minReplicas", 2),
-    ("cpu", "spec.rayClusterSpec.workerGroupSpecs.0.maxReplicas", 2),
-    ("cpu", "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.containers.0.resources.limits",
-     {"cpu": "3", "memory": "12Gi"}),
-    ("cpu", "spec.submitterPodTemplate.spec.restartPolicy", "Never"),
-    ("gpu", "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.containers.0.resources.limits",
-     {"cpu": "8", "memory": "48Gi", "nvidia.com/gpu": "1"}),
-    ("gpu", "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.nodeSelector",
-     {"cloud.google.com/gke-accelerator": "nvidia-l4"}),
-    ("gpu", "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.tolerations",
-     [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]),
-    ("gpu", "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.serviceAccountName", "vitpipeline-s3-reader"),
-    ("gpu", "spec.submitterPodTemplate.spec.serviceAccountName", "vitpipeline-s3-reader"),
-])
+@pytest.mark.parametrize(
+    "example, path, expected",
+    [
+        ("cpu", "apiVersion", "ray.io/v1"),
+        ("cpu", "kind", "RayJob"),
+        ("cpu", "metadata.name", "flowers-cpu"),
+        ("cpu", "spec.shutdownAfterJobFinishes", True),
+        ("cpu", "spec.ttlSecondsAfterFinished", 600),
+        ("cpu", "spec.activeDeadlineSeconds", 7200),
+        ("cpu", "spec.backoffLimit", 1),
+        ("cpu", "spec.suspend", False),
+        ("cpu", "spec.submissionMode", "K8sJobMode"),
+        ("cpu", "spec.jobId", "vitp-0a1b2c3d1111-0"),
+        ("cpu", "spec.rayClusterSpec.authOptions.mode", "token"),
+        ("cpu", "spec.rayClusterSpec.headGroupSpec.rayStartParams.num-cpus", "0"),
+        (
+            "cpu",
+            "spec.rayClusterSpec.headGroupSpec.template.spec.containers.0.resources.limits",
+            {"cpu": "2", "memory": "8Gi"},
+        ),
+        ("cpu", "spec.rayClusterSpec.workerGroupSpecs.0.replicas", 2),
+        ("cpu", "spec.rayClusterSpec.workerGroupSpecs.0.minReplicas", 2),
+        ("cpu", "spec.rayClusterSpec.workerGroupSpecs.0.maxReplicas", 2),
+        (
+            "cpu",
+            "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.containers.0.resources.limits",
+            {"cpu": "3", "memory": "12Gi"},
+        ),
+        ("cpu", "spec.submitterPodTemplate.spec.restartPolicy", "Never"),
+        (
+            "gpu",
+            "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.containers.0.resources.limits",
+            {"cpu": "8", "memory": "48Gi", "nvidia.com/gpu": "1"},
+        ),
+        (
+            "gpu",
+            "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.nodeSelector",
+            {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+        ),
+        (
+            "gpu",
+            "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.tolerations",
+            [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        ),
+        ("gpu", "spec.rayClusterSpec.workerGroupSpecs.0.template.spec.serviceAccountName", "vitpipeline-s3-reader"),
+        ("gpu", "spec.submitterPodTemplate.spec.serviceAccountName", "vitpipeline-s3-reader"),
+    ],
+)
 def test_rayjob_fields(example, path, expected):
     doc = load_example(f"vitpipeline-{example}.yaml")
     job = rendered(doc["spec"], doc["metadata"]["name"])
@@ -77,7 +97,8 @@ def test_entrypoint_carries_the_config_with_derived_run_id(example):
     assert config["output"] == doc["spec"]["pipeline"]["output"]
     assert job["metadata"]["annotations"]["vitpipeline.dev/run-id"] == run_id
     assert job["metadata"]["annotations"]["vitpipeline.dev/summary-uri"] == (
-        doc["spec"]["pipeline"]["output"]["uri"].rstrip("/") + f"/{run_id}/summary.json")
+        doc["spec"]["pipeline"]["output"]["uri"].rstrip("/") + f"/{run_id}/summary.json"
+    )
 
 
 @pytest.mark.parametrize("example", ["cpu", "gpu"])
@@ -111,8 +132,6 @@ def test_credentials_only_as_secret_refs(example, expect_secret_refs):
                 assert var not in env
 
 
-
-
 def test_no_secret_value_anywhere(cpu_spec):
     """The operator never holds a secret value: credentials are references, the config none."""
     job = rendered(cpu_spec)
@@ -128,21 +147,27 @@ def test_no_secret_value_anywhere(cpu_spec):
                 assert "value" not in e and "secretKeyRef" in e["valueFrom"]
 
 
-@pytest.mark.parametrize("changes, path, expected", [
-    ({"startupDeadlineSeconds": 123}, "env", {"name": "VITPIPELINE_RESOURCE_WAIT_SECONDS", "value": "123"}),
-    ({"pipeline.storage.region": "eu-central-1"}, "env", {"name": "AWS_REGION", "value": "eu-central-1"}),
-])
+@pytest.mark.parametrize(
+    "changes, path, expected",
+    [
+        ({"startupDeadlineSeconds": 123}, "env", {"name": "VITPIPELINE_RESOURCE_WAIT_SECONDS", "value": "123"}),
+        ({"pipeline.storage.region": "eu-central-1"}, "env", {"name": "AWS_REGION", "value": "eu-central-1"}),
+    ],
+)
 def test_env_on_every_container(cpu_spec, changes, path, expected):
     for _, _, c in containers(rendered(with_changes(cpu_spec, changes))):
         assert expected in c[path]
 
 
-@pytest.mark.parametrize("changes, key, expected", [
-    ({"suspend": True}, "suspend", True),
-    ({"activeDeadlineSeconds": None}, "activeDeadlineSeconds", "absent"),
-    ({"ttlSecondsAfterFinished": 0}, "ttlSecondsAfterFinished", 0),
-    ({"backoffLimit": 0}, "backoffLimit", 0),
-])
+@pytest.mark.parametrize(
+    "changes, key, expected",
+    [
+        ({"suspend": True}, "suspend", True),
+        ({"activeDeadlineSeconds": None}, "activeDeadlineSeconds", "absent"),
+        ({"ttlSecondsAfterFinished": 0}, "ttlSecondsAfterFinished", 0),
+        ({"backoffLimit": 0}, "backoffLimit", 0),
+    ],
+)
 def test_pass_through(cpu_spec, changes, key, expected):
     spec = rendered(with_changes(cpu_spec, changes))["spec"]
     assert spec.get(key, "absent") == expected
@@ -161,8 +186,11 @@ def test_render_is_deterministic(cpu_spec):
 
 
 def test_cpu_limit_above_the_request_bursts_but_ray_plans_with_the_request(cpu_spec):
-    job = rendered(with_changes(cpu_spec, {"head.cpu": "300m", "head.cpuLimit": "1",
-                                           "workers.cpu": "1500m", "workers.cpuLimit": "4"}))
+    job = rendered(
+        with_changes(
+            cpu_spec, {"head.cpu": "300m", "head.cpuLimit": "1", "workers.cpu": "1500m", "workers.cpuLimit": "4"}
+        )
+    )
     cluster = job["spec"]["rayClusterSpec"]
     head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]
     [group] = cluster["workerGroupSpecs"]

@@ -1,13 +1,25 @@
 import random
 
 import pytest
+
 from vitoperator import retry
 
 
-@pytest.mark.parametrize("status, expected", [
-    (409, True), (429, True), (500, True), (503, True), (504, True),
-    (400, False), (403, False), (404, False), (422, False), (None, False),
-])
+@pytest.mark.parametrize(
+    "status, expected",
+    [
+        (409, True),
+        (429, True),
+        (500, True),
+        (503, True),
+        (504, True),
+        (400, False),
+        (403, False),
+        (404, False),
+        (422, False),
+        (None, False),
+    ],
+)
 def test_what_is_retried(status, expected):
     assert retry.retriable(status) is expected
 

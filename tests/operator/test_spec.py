@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from vitp_testdata import with_changes
+
 from vitoperator.spec import parse_spec, pipeline_config
+
+from vitp_testdata import with_changes
 
 
 def test_examples_parse(cpu_spec, gpu_spec):

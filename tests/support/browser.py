@@ -43,7 +43,9 @@ def render(page_file: Path, screenshot: Path, width: int = 1200) -> Rendered:
             page = browser.new_page(viewport={"width": width, "height": 900})
             page.on("console", lambda m: errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
-            page.on("request", lambda r: requests.append(r.url) if r.url != url and not r.url.startswith("data:") else None)
+            page.on(
+                "request", lambda r: requests.append(r.url) if r.url != url and not r.url.startswith("data:") else None
+            )
             page.goto(url, wait_until="load")
             figures = page.evaluate(FIGURES_JS)
             text = page.inner_text("body")

@@ -20,8 +20,16 @@ from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 from support.s3server import free_port
 
 # Hop-by-hop headers are the proxy's own business (RFC 9110 section 7.6.1).
-_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
-        "content-length"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "content-length",
+}
 
 
 @dataclass
@@ -43,15 +51,19 @@ class Fault:
 
 def s3_error(code: str, status: int, times: int, method: str = "*", path: str = ".") -> Fault:
     """An error as S3 sends it (the XML body its SDKs parse for the code)."""
-    body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-            f"<Message>injected by the test</Message></Error>").encode()
+    body = (
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
+        f"<Message>injected by the test</Message></Error>"
+    ).encode()
     return Fault(method, path, status, body, {"Content-Type": "application/xml"}, times)
 
 
 def kube_error(reason: str, status: int, times: int, method: str, path: str) -> Fault:
     """An error as kube-apiserver sends it (a `Status` object)."""
-    body = (f'{{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"{reason}",'
-            f'"message":"injected by the test","code":{status}}}').encode()
+    body = (
+        f'{{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"{reason}",'
+        f'"message":"injected by the test","code":{status}}}'
+    ).encode()
     return Fault(method, path, status, body, {"Content-Type": "application/json"}, times)
 
 
@@ -128,9 +140,14 @@ class FaultProxy:
             return web.Response(status=fault.status, body=fault.body, headers=fault.headers)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         try:
-            upstream = await self._session.request(request.method, self.upstream + request.path_qs,
-                                                   headers=headers, data=body or None, allow_redirects=False,
-                                                   skip_auto_headers=("User-Agent", "Content-Type"))
+            upstream = await self._session.request(
+                request.method,
+                self.upstream + request.path_qs,
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                skip_auto_headers=("User-Agent", "Content-Type"),
+            )
         except OSError as err:  # the server is down: a client sees a bad gateway
             return web.Response(status=502, text=f"upstream unreachable: {err}")
         async with upstream:

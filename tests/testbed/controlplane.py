@@ -74,7 +74,10 @@ class _Proc:
             fh.write(f"\n===== starting {self.name}: {' '.join(self.argv)}\n".encode())
             fh.flush()
             self.popen = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -128,8 +131,13 @@ class _Proc:
 
 
 class ControlPlane:
-    def __init__(self, bins: Binaries | None = None, workdir: Path | None = None,
-                 start_timeout: float = 90.0, keep_workdir: bool = False):
+    def __init__(
+        self,
+        bins: Binaries | None = None,
+        workdir: Path | None = None,
+        start_timeout: float = 90.0,
+        keep_workdir: bool = False,
+    ):
         self.bins = bins or binaries()
         self._own_workdir = workdir is None
         self.workdir = Path(workdir) if workdir else None
@@ -162,7 +170,8 @@ class ControlPlane:
         missing = self.bins.missing()
         if missing:
             raise ControlPlaneError(
-                "testbed binaries missing: " + ", ".join(map(str, missing))
+                "testbed binaries missing: "
+                + ", ".join(map(str, missing))
                 + f"\nrun {BUILD_SCRIPT} (about 10 minutes cold, cached afterwards)"
             )
 
@@ -234,8 +243,7 @@ class ControlPlane:
                     except ApiException as e:
                         if e.status != 409:
                             raise
-                        cur = json.loads(ext.read_custom_resource_definition(
-                            name, _preload_content=False).data)
+                        cur = json.loads(ext.read_custom_resource_definition(name, _preload_content=False).data)
                         doc["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
                         ext.replace_custom_resource_definition(name, doc, _preload_content=False)
                     names.append(name)
@@ -261,8 +269,9 @@ class ControlPlane:
                         raise ControlPlaneError(f"CRDs not established after {timeout}s: {sorted(pending)}")
                     time.sleep(0.2)
 
-    def service_account_kubeconfig(self, namespace: str, name: str, expiration_seconds: int = 3600,
-                                   create: bool = True) -> Path:
+    def service_account_kubeconfig(
+        self, namespace: str, name: str, expiration_seconds: int = 3600, create: bool = True
+    ) -> Path:
         """Kubeconfig authenticating as ServiceAccount namespace/name via a TokenRequest token.
 
         The ServiceAccount is created if missing (create=True). It gets no RBAC here: whatever
@@ -276,14 +285,17 @@ class ControlPlane:
             if create:
                 try:
                     core.create_namespaced_service_account(
-                        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name)))
+                        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=name))
+                    )
                 except ApiException as e:
                     if e.status != 409:
                         raise
             tr = core.create_namespaced_service_account_token(
-                name, namespace,
+                name,
+                namespace,
                 client.AuthenticationV1TokenRequest(
-                    spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)),
+                    spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=expiration_seconds)
+                ),
             )
         token = tr.status.token
         path = self._dir / f"sa-{namespace}-{name}.kubeconfig"
@@ -307,40 +319,80 @@ class ControlPlane:
         pki = self._dir / "pki"
         pki.mkdir(exist_ok=True)
         ca_key, ca_crt = pki / "ca.key", pki / "ca.crt"
-        self._openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key),
-                      "-out", str(ca_crt), "-days", "7", "-subj", "/CN=vitpipeline-testbed-ca",
-                      "-addext", "basicConstraints=critical,CA:TRUE",
-                      "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
+        self._openssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca_crt),
+            "-days",
+            "7",
+            "-subj",
+            "/CN=vitpipeline-testbed-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        )
 
         def leaf(stem: str, subj: str, ext: str) -> None:
             key, csr, crt, extf = (pki / f"{stem}.{s}" for s in ("key", "csr", "crt", "ext"))
             extf.write_text(ext)
-            self._openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                          "-out", str(csr), "-subj", subj)
-            self._openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key),
-                          "-CAcreateserial", "-out", str(crt), "-days", "7", "-sha256",
-                          "-extfile", str(extf))
+            self._openssl(
+                "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", subj
+            )
+            self._openssl(
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                str(ca_crt),
+                "-CAkey",
+                str(ca_key),
+                "-CAcreateserial",
+                "-out",
+                str(crt),
+                "-days",
+                "7",
+                "-sha256",
+                "-extfile",
+                str(extf),
+            )
 
-        leaf("apiserver", "/CN=kube-apiserver",
-             "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-             "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,"
-             "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-             "DNS:kubernetes.default.svc.cluster.local\n")
-        client_ext = ("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-                      "extendedKeyUsage=clientAuth\n")
+        leaf(
+            "apiserver",
+            "/CN=kube-apiserver",
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,"
+            "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+            "DNS:kubernetes.default.svc.cluster.local\n",
+        )
+        client_ext = (
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+            "extendedKeyUsage=clientAuth\n"
+        )
         leaf("admin", "/O=system:masters/CN=vitpipeline-admin", client_ext)
         # Bound by the bootstrap RBAC policy; with --use-service-account-credentials each
         # controller then runs as its own kube-system ServiceAccount, as in a real cluster.
         leaf("kube-controller-manager", "/CN=system:kube-controller-manager", client_ext)
-        self._openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
-                      "-out", str(pki / "sa.key"))
+        self._openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", str(pki / "sa.key"))
         self._openssl("pkey", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
     def _write_kubeconfig(self, path: Path, user: str, user_fields: dict) -> None:
         cfg = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "testbed", "cluster": {
-                "server": self.server, "certificate-authority-data": _b64(self.ca_file)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "testbed",
+                    "cluster": {"server": self.server, "certificate-authority-data": _b64(self.ca_file)},
+                }
+            ],
             "users": [{"name": user, "user": user_fields}],
             "contexts": [{"name": "testbed", "context": {"cluster": "testbed", "user": user}}],
             "current-context": "testbed",
@@ -350,10 +402,14 @@ class ControlPlane:
 
     def _client_cert_kubeconfig(self, path: Path, stem: str, user: str) -> None:
         pki = self._dir / "pki"
-        self._write_kubeconfig(path, user, {
-            "client-certificate-data": _b64(pki / f"{stem}.crt"),
-            "client-key-data": _b64(pki / f"{stem}.key"),
-        })
+        self._write_kubeconfig(
+            path,
+            user,
+            {
+                "client-certificate-data": _b64(pki / f"{stem}.crt"),
+                "client-key-data": _b64(pki / f"{stem}.key"),
+            },
+        )
 
     def _spawn(self, name: str, argv: list[str]) -> _Proc:
         proc = _Proc(name, argv, self._dir / f"{name}.log")
@@ -400,16 +456,21 @@ class ControlPlane:
     def _start_etcd(self) -> None:
         self.etcd_client_port, peer = free_port(), free_port()
         client_url, peer_url = f"http://127.0.0.1:{self.etcd_client_port}", f"http://127.0.0.1:{peer}"
-        proc = self._spawn("etcd", [
-            str(self.bins.etcd),
-            "--name=testbed",
-            f"--data-dir={self._dir / 'etcd-data'}",
-            f"--listen-client-urls={client_url}", f"--advertise-client-urls={client_url}",
-            f"--listen-peer-urls={peer_url}", f"--initial-advertise-peer-urls={peer_url}",
-            f"--initial-cluster=testbed={peer_url}",
-            "--unsafe-no-fsync=true",  # test data; no durability needed, much faster
-            "--log-level=warn",
-        ])
+        proc = self._spawn(
+            "etcd",
+            [
+                str(self.bins.etcd),
+                "--name=testbed",
+                f"--data-dir={self._dir / 'etcd-data'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=testbed={peer_url}",
+                "--unsafe-no-fsync=true",  # test data; no durability needed, much faster
+                "--log-level=warn",
+            ],
+        )
 
         def healthy() -> bool:
             with urllib.request.urlopen(f"{client_url}/health", timeout=2) as r:
@@ -435,24 +496,29 @@ class ControlPlane:
     def _start_apiserver(self) -> None:
         pki = self._dir / "pki"
         self.apiserver_port = free_port()
-        self._spawn("kube-apiserver", [
-            str(self.bins.kube_apiserver),
-            f"--etcd-servers=http://127.0.0.1:{self.etcd_client_port}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={self.apiserver_port}",
-            f"--tls-cert-file={pki / 'apiserver.crt'}", f"--tls-private-key-file={pki / 'apiserver.key'}",
-            f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=Node,RBAC",
-            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-            f"--service-account-key-file={pki / 'sa.pub'}",
-            f"--service-account-signing-key-file={pki / 'sa.key'}",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            # No real node network: don't publish 127.0.0.1 as the `kubernetes` Service endpoint.
-            "--endpoint-reconciler-type=none",
-            "--profiling=false",
-            # Without this a SIGTERM waits ~60s for the controller manager's open watches.
-            "--shutdown-watch-termination-grace-period=2s",
-        ])
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(self.bins.kube_apiserver),
+                f"--etcd-servers=http://127.0.0.1:{self.etcd_client_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.apiserver_port}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                "--authorization-mode=Node,RBAC",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                # No real node network: don't publish 127.0.0.1 as the `kubernetes` Service endpoint.
+                "--endpoint-reconciler-type=none",
+                "--profiling=false",
+                # Without this a SIGTERM waits ~60s for the controller manager's open watches.
+                "--shutdown-watch-termination-grace-period=2s",
+            ],
+        )
         self._client_cert_kubeconfig(self.kubeconfig, "admin", "vitpipeline-admin")
         self._wait_apiserver_ready()
 
@@ -461,18 +527,23 @@ class ControlPlane:
         kcfg = self._dir / "kube-controller-manager.kubeconfig"
         self._client_cert_kubeconfig(kcfg, "kube-controller-manager", "system:kube-controller-manager")
         port = free_port()
-        proc = self._spawn("kube-controller-manager", [
-            str(self.bins.kube_controller_manager),
-            f"--kubeconfig={kcfg}",
-            f"--authentication-kubeconfig={kcfg}", f"--authorization-kubeconfig={kcfg}",
-            "--bind-address=127.0.0.1", f"--secure-port={port}",
-            f"--cert-dir={self._dir / 'kcm-certs'}",
-            "--leader-elect=false",
-            "--controllers=" + ",".join(CONTROLLERS),
-            "--use-service-account-credentials=true",
-            f"--service-account-private-key-file={pki / 'sa.key'}",
-            f"--root-ca-file={pki / 'ca.crt'}",
-        ])
+        proc = self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.bins.kube_controller_manager),
+                f"--kubeconfig={kcfg}",
+                f"--authentication-kubeconfig={kcfg}",
+                f"--authorization-kubeconfig={kcfg}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self._dir / 'kcm-certs'}",
+                "--leader-elect=false",
+                "--controllers=" + ",".join(CONTROLLERS),
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+            ],
+        )
         insecure = ssl.create_default_context()
         insecure.check_hostname = False
         insecure.verify_mode = ssl.CERT_NONE

@@ -81,5 +81,13 @@ def binaries(root: Path | None = None) -> Binaries:
 
 if __name__ == "__main__":
     b = binaries()
-    print(json.dumps({"versions": VERSIONS, **{k: str(v) for k, v in asdict(b).items()},
-                      "missing": [str(p) for p in b.missing()]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "versions": VERSIONS,
+                **{k: str(v) for k, v in asdict(b).items()},
+                "missing": [str(p) for p in b.missing()],
+            },
+            indent=2,
+        )
+    )

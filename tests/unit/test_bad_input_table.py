@@ -11,12 +11,13 @@ import kopf
 import pytest
 import yaml
 
-import badinput as b
 from vitoperator import names
 from vitoperator.handlers import create_rayjob
 from vitoperator.render import render_rayjob
 from vitoperator.spec import SpecError, parse_spec
 from vitpipeline import cli
+
+import badinput as b
 
 UID = "0a1b2c3d-1111-2222-3333-444455556666"
 
@@ -62,8 +63,9 @@ def test_status_rows_fail_with_invalid_spec(case):
     body["metadata"].update(uid=UID, generation=1, namespace="ns")
     patch = kopf.Patch()
     with pytest.raises(kopf.PermanentError):
-        create_rayjob(body=body, name=body["metadata"]["name"], namespace="ns", uid=UID,
-                      meta=body["metadata"], patch=patch)
+        create_rayjob(
+            body=body, name=body["metadata"]["name"], namespace="ns", uid=UID, meta=body["metadata"], patch=patch
+        )
     st = patch["status"]
     assert (st["phase"], st["reason"], st["message"]) == ("Failed", "InvalidSpec", case.message)
     accepted = {c["type"]: c for c in st["conditions"]}["Accepted"]

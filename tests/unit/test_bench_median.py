@@ -5,8 +5,11 @@ from bench.pipeline_bench import median_run
 
 
 def test_the_median_run_is_reported_whole():
-    runs = [{"seconds": 30.0, "stages": {"train": 1}}, {"seconds": 10.0, "stages": {"train": 2}},
-            {"seconds": 20.0, "stages": {"train": 3}}]
+    runs = [
+        {"seconds": 30.0, "stages": {"train": 1}},
+        {"seconds": 10.0, "stages": {"train": 2}},
+        {"seconds": 20.0, "stages": {"train": 3}},
+    ]
     assert median_run(runs) == {"seconds": 20.0, "stages": {"train": 3}}
 
 

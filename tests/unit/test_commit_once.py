@@ -1,7 +1,7 @@
 """The summary is committed once: a second attempt finds the first one's summary."""
 
-from vitpipeline.stages.commit import write_summary
 from vitpipeline.config import StorageSpec
+from vitpipeline.stages.commit import write_summary
 from vitpipeline.storage.layout import RunLayout
 from vitpipeline.storage.store import Store
 

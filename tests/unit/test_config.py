@@ -1,7 +1,8 @@
-import badinput
 import pytest
 
 from vitpipeline.config import ConfigError, dump_config, parse_config
+
+import badinput
 
 
 def minimal(**over):

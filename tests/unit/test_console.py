@@ -21,8 +21,9 @@ def test_plain_lines_follow_the_steps_only_while_training():
         state["p"] = {**state["p"], "done": next(steps)}
         return state["p"]
 
-    with Console(lambda text, **kw: said.append(text), tty=False, read_progress=read, poll_s=0.05,
-                 plain_every_s=0.1) as console:
+    with Console(
+        lambda text, **kw: said.append(text), tty=False, read_progress=read, poll_s=0.05, plain_every_s=0.1
+    ) as console:
         console.say("[vitpipeline] stage: prepare (10 items)")
         time.sleep(0.3)
         assert said == ["[vitpipeline] stage: prepare (10 items)"]  # nothing polled outside training

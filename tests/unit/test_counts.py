@@ -11,11 +11,19 @@ def test_tally_counts_usable_quarantined_and_converted():
         ("s3://b/b/bad.jpg", "b", "corrupt image: truncated", ""),
         ("s3://b/a/tiny.png", "a", "too small: 4x4 (validation.minSide 8)", "RGB"),
     ]
-    t = tally(*zip(*rows), listed=9, unlabeled=3)
-    assert t.counts == {"listed": 9, "unlabeled": 3, "read": 6, "usable": 4, "quarantined": 2,
-                        "converted": {"CMYK": 1, "L": 2}}
-    assert t.quarantined == [{"path": "s3://b/a/tiny.png", "reason": "too small: 4x4 (validation.minSide 8)"},
-                             {"path": "s3://b/b/bad.jpg", "reason": "corrupt image: truncated"}]
+    t = tally(*zip(*rows, strict=True), listed=9, unlabeled=3)
+    assert t.counts == {
+        "listed": 9,
+        "unlabeled": 3,
+        "read": 6,
+        "usable": 4,
+        "quarantined": 2,
+        "converted": {"CMYK": 1, "L": 2},
+    }
+    assert t.quarantined == [
+        {"path": "s3://b/a/tiny.png", "reason": "too small: 4x4 (validation.minSide 8)"},
+        {"path": "s3://b/b/bad.jpg", "reason": "corrupt image: truncated"},
+    ]
     assert sorted(t.usable) == sorted((p, label) for p, label, r, _ in rows if r == OK)
 
 

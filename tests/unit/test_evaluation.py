@@ -33,9 +33,11 @@ def test_a_class_never_predicted_or_never_seen_is_still_listed():
 def test_top5_accuracy_from_each_images_top_labels():
     classes = [f"c{i}" for i in range(7)]
     true = ["c0", "c1", "c2"]
-    top = [["c3", "c0", "c4", "c5", "c6"],   # right within 5
-           ["c1", "c0", "c2", "c3", "c4"],   # right at 1
-           ["c0", "c1", "c3", "c4", "c5"]]   # c2 not among the five
+    top = [
+        ["c3", "c0", "c4", "c5", "c6"],  # right within 5
+        ["c1", "c0", "c2", "c3", "c4"],  # right at 1
+        ["c0", "c1", "c3", "c4", "c5"],
+    ]  # c2 not among the five
     scores = [[0.4, 0.2, 0.1, 0.1, 0.1], [0.5, 0.2, 0.1, 0.1, 0.05], [0.3, 0.2, 0.2, 0.1, 0.1]]
     ev = evaluate(true, [t[0] for t in top], classes, top, scores)
     assert ev["accuracy"] == pytest.approx(1 / 3)

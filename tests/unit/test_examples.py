@@ -21,8 +21,11 @@ def test_every_example_checks_and_names_its_run(path, capsys):
     assert main(["check", "--config", str(path)]) == 0
     out = capsys.readouterr().out
     doc = yaml.safe_load(path.read_text())
-    run_id = (doc["spec"]["pipeline"].get("runId") or doc["metadata"]["name"]) if doc.get("kind") == "ViTPipeline" \
+    run_id = (
+        (doc["spec"]["pipeline"].get("runId") or doc["metadata"]["name"])
+        if doc.get("kind") == "ViTPipeline"
         else doc["runId"]
+    )
     assert f"valid (run {run_id})" in out
     if doc.get("kind") == "ViTPipeline":
         assert f"run id {run_id} (from metadata.name" in out
@@ -51,12 +54,15 @@ def test_a_long_name_is_shortened_as_the_operator_does(tmp_path, capsys):
     assert f"valid (run {fit(name, RUN_ID_MAX)})" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("edit, field", [
-    (lambda d: d["metadata"].pop("name"), "metadata.name"),
-    (lambda d: d["spec"]["workers"].update(replicas=0), "spec.workers.replicas"),
-    (lambda d: d["spec"]["pipeline"]["output"].update(uri="/tmp/out"), "spec.pipeline.output.uri"),
-    (lambda d: d["spec"].update(colour="blue"), "spec.colour: unknown field"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda d: d["metadata"].pop("name"), "metadata.name"),
+        (lambda d: d["spec"]["workers"].update(replicas=0), "spec.workers.replicas"),
+        (lambda d: d["spec"]["pipeline"]["output"].update(uri="/tmp/out"), "spec.pipeline.output.uri"),
+        (lambda d: d["spec"].update(colour="blue"), "spec.colour: unknown field"),
+    ],
+)
 def test_a_bad_manifest_is_refused_in_one_line_naming_the_field(tmp_path, capsys, edit, field):
     assert main(["check", "--config", _manifest(tmp_path, edit)]) == 2
     err = capsys.readouterr().err.strip()

@@ -19,3 +19,40 @@ def test_bad_settings_are_refused_naming_the_variable(monkeypatch, value):
     with pytest.raises(InputError) as err:
         fail_at_step_from_env()
     assert str(err.value) == f"{FAIL_AT_STEP_ENV}: {value!r} is not a positive integer step"
+
+
+def _plan(attempt_id="a2"):
+    from vitpipeline.stages.train import TrainPlan
+
+    return TrainPlan(
+        model="m",
+        class_names=["a", "b"],
+        num_train=8,
+        num_workers=2,
+        batch_size=2,
+        epochs=1.0,
+        learning_rate=1e-3,
+        weight_decay=0.0,
+        use_gpu=False,
+        cpus_per_worker=1.0,
+        steps_per_epoch=2,
+        max_steps=4,
+        attempt_id=attempt_id,
+    )
+
+
+def test_a_restart_of_this_attempts_workers_is_counted_and_a_retry_is_not():
+    """Rank 0's first record of a training start: a record rank 0 of this attempt wrote before
+    means Ray Train restarted the workers (a worker was lost); the driver's record, or another
+    attempt's, means a first start, resuming from the run's checkpoints when it has one."""
+    from vitpipeline.stages.train import start_record
+
+    driver = {"stage": "train", "done": 0, "total": None}
+    first = start_record(driver, _plan(), None)
+    assert first == {"stage": "train", "done": 0, "total": 4, "trainerAttempt": "a2"}
+    again = start_record({**first, "done": 3}, _plan(), 2)
+    assert (again["workerRestarts"], again["resumedFromStep"]) == (1, 2)
+    assert start_record({**again, "done": 4}, _plan(), 4)["workerRestarts"] == 2
+    retried = start_record({**again, "trainerAttempt": "a1"}, _plan(), 2)
+    assert "workerRestarts" not in retried and retried["resumedFromStep"] == 2
+    assert "workerRestarts" not in start_record(None, _plan(), None)

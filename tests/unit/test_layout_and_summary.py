@@ -1,9 +1,9 @@
 import datetime as dt
 
 from vitpipeline.cli import encode_config_b64, load_config_b64, results_table
+from vitpipeline.config import parse_config
 from vitpipeline.metrics.evaluation import evaluate
 from vitpipeline.stages.commit import build_summary
-from vitpipeline.config import parse_config
 from vitpipeline.storage.layout import RunLayout, attempt_id
 
 
@@ -21,7 +21,7 @@ def test_run_layout_keys():
 def test_attempt_ids_sort_by_start_time_in_utc():
     cest = dt.timezone(dt.timedelta(hours=2))
     early = attempt_id(dt.datetime(2026, 11, 25, 23, 59, 59, tzinfo=cest), "ffffffff")
-    late = attempt_id(dt.datetime(2026, 11, 25, 22, 0, 0, tzinfo=dt.timezone.utc), "00000000")
+    late = attempt_id(dt.datetime(2026, 11, 25, 22, 0, 0, tzinfo=dt.UTC), "00000000")
     assert early == "20261125T215959Z-ffffffff"
     assert sorted([late, early]) == [early, late]
 
@@ -32,7 +32,15 @@ def test_summary_and_table():
         run_id="r",
         layout=lay,
         attempt=lay.attempt("a-1"),
-        counts={"usable": 9, "read": 10, "quarantined": 1, "converted": {"L": 2}, "train": 7, "validation": 2, "classes": 2},
+        counts={
+            "usable": 9,
+            "read": 10,
+            "quarantined": 1,
+            "converted": {"L": 2},
+            "train": 7,
+            "validation": 2,
+            "classes": 2,
+        },
         quarantined=[{"path": "/d/x.jpg", "reason": "corrupt image"}],
         class_names=["a", "b"],
         train_metrics={"eval_accuracy": 0.5, "eval_loss": 1.0, "loss": 2.0},
@@ -41,8 +49,13 @@ def test_summary_and_table():
         timings={"total": 12.3456},
         sync={"world_size": 1, "history": [{"step": 1, "epoch": 1.0, "loss": 2.0}]},
     )
-    assert s["metrics"] == {"accuracy": 0.5, "loss": 1.0, "predictionAccuracy": 0.5, "macroF1": 1 / 3,
-                            "weightedF1": 1 / 3}
+    assert s["metrics"] == {
+        "accuracy": 0.5,
+        "loss": 1.0,
+        "predictionAccuracy": 0.5,
+        "macroF1": 1 / 3,
+        "weightedF1": 1 / 3,
+    }
     assert s["evaluation"]["perClass"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     # The history moves from the training record to the summary's top level, kept once.
     assert s["history"] == [{"step": 1, "epoch": 1.0, "loss": 2.0}] and s["training"] == {"world_size": 1}

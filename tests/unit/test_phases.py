@@ -29,8 +29,10 @@ def test_table_sums_each_suite_and_ends_with_the_wall_time(tmp_path, monkeypatch
     (tmp_path / "phases.tsv").write_text("start\t1000.0\t0\ntestbed\t65.0\t0\n")
     clock = phases.SuiteClock()
     for nodeid, when, secs in [
-        ("tests/unit/test_a.py::t1", "setup", 1.0), ("tests/unit/test_a.py::t1", "call", 2.0),
-        ("tests/unit/test_b.py::t2", "call", 3.0), ("tests/e2e/test_k.py::t", "call", 125.0),
+        ("tests/unit/test_a.py::t1", "setup", 1.0),
+        ("tests/unit/test_a.py::t1", "call", 2.0),
+        ("tests/unit/test_b.py::t2", "call", 3.0),
+        ("tests/e2e/test_k.py::t", "call", 125.0),
     ]:
         clock.pytest_runtest_logreport(SimpleNamespace(nodeid=nodeid, when=when, duration=secs))
     lines = clock.table(now=1000.0 + 3 * 60 + 5)

@@ -29,10 +29,18 @@ def _processors():
 
     return {
         "vit-default": ViTImageProcessor(),
-        "vit-own-numbers": ViTImageProcessor(size={"height": 40, "width": 56}, image_mean=[0.1, 0.4, 0.7],
-                                             image_std=[0.2, 0.3, 0.9], resample=Image.BICUBIC),
-        "deit-resize-then-crop": DeiTImageProcessor(size={"height": 72, "width": 72}, crop_size={"height": 64, "width": 64}),
-        "clip-shortest-edge-then-crop": CLIPImageProcessor(size={"shortest_edge": 80}, crop_size={"height": 64, "width": 64}),
+        "vit-own-numbers": ViTImageProcessor(
+            size={"height": 40, "width": 56},
+            image_mean=[0.1, 0.4, 0.7],
+            image_std=[0.2, 0.3, 0.9],
+            resample=Image.BICUBIC,
+        ),
+        "deit-resize-then-crop": DeiTImageProcessor(
+            size={"height": 72, "width": 72}, crop_size={"height": 64, "width": 64}
+        ),
+        "clip-shortest-edge-then-crop": CLIPImageProcessor(
+            size={"shortest_edge": 80}, crop_size={"height": 64, "width": 64}
+        ),
     }
 
 

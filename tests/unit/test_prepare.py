@@ -10,8 +10,16 @@ from vitpipeline.config import ValidationSpec
 from vitpipeline.rules.pixels import Geometry
 from vitpipeline.stages.prepare import Manifest, inputs_digest, prepare_batch, reusable
 
-G = Geometry(height=24, width=24, resize=(24, 24), shortest_edge=None, resample=2, mean=(0.5,) * 3,
-             std=(0.5,) * 3, rescale=1 / 255)
+G = Geometry(
+    height=24,
+    width=24,
+    resize=(24, 24),
+    shortest_edge=None,
+    resample=2,
+    mean=(0.5,) * 3,
+    std=(0.5,) * 3,
+    rescale=1 / 255,
+)
 
 
 def _bytes(image: Image.Image, fmt: str) -> bytes:

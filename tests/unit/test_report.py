@@ -25,12 +25,15 @@ def _summary():
     true = ["cat", "cat", "dog", "fox", "fox"]
     pred = ["cat", "dog", "dog", "fox", "cat"]
     return {
-        "runId": "r<1>", "counts": {"read": 6, "usable": 5, "quarantined": 1, "train": 3, "validation": 5,
-                                    "predicted": 5, "classes": 3},
+        "runId": "r<1>",
+        "counts": {"read": 6, "usable": 5, "quarantined": 1, "train": 3, "validation": 5, "predicted": 5, "classes": 3},
         "metrics": {"accuracy": 0.6, "predictionAccuracy": 0.6, "macroF1": 0.61},
         "evaluation": evaluate(true, pred, CLASSES),
-        "history": [{"step": 1, "epoch": 0.5, "loss": 2.0}, {"step": 2, "epoch": 1.0, "loss": 1.5},
-                    {"step": 2, "epoch": 1.0, "eval_loss": 1.6, "eval_accuracy": 0.6}],
+        "history": [
+            {"step": 1, "epoch": 0.5, "loss": 2.0},
+            {"step": 2, "epoch": 1.0, "loss": 1.5},
+            {"step": 2, "epoch": 1.0, "eval_loss": 1.6, "eval_accuracy": 0.6},
+        ],
         "quarantined": [{"path": "/d/bad <x>.jpg", "reason": "corrupt image"}],
         "timingsSeconds": {"ingest": 1.0, "prepare": 2.0, "train": 9.0, "infer": 1.5, "total": 14.0},
         "summaryUri": "/o/r/summary.json",
@@ -38,19 +41,34 @@ def _summary():
 
 
 def _images(page: str) -> list[Image.Image]:
-    return [Image.open(io.BytesIO(base64.b64decode(b))) for b in re.findall(r'src="data:image/png;base64,([^"]+)"', page)]
+    return [
+        Image.open(io.BytesIO(base64.b64decode(b))) for b in re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    ]
 
 
 def test_the_page_has_every_section_with_real_figures():
-    predictions = pd.DataFrame({"path": ["/d/a.jpg", "/d/b.jpg", "/d/c.jpg"], "true_label": ["cat", "fox", "dog"],
-                                "predicted_label": ["dog", "cat", "dog"], "score": [0.7, 0.9, 0.99]})
+    predictions = pd.DataFrame(
+        {
+            "path": ["/d/a.jpg", "/d/b.jpg", "/d/c.jpg"],
+            "true_label": ["cat", "fox", "dog"],
+            "predicted_label": ["dog", "cat", "dog"],
+            "score": [0.7, 0.9, 0.99],
+        }
+    )
     mistakes = report.most_confident_mistakes(predictions)
     assert [(m["path"], m["score"]) for m in mistakes] == [("/d/b.jpg", 0.9), ("/d/a.jpg", 0.7)]  # right one left out
-    for m, colour in zip(mistakes, ("red", "blue")):
+    for m, colour in zip(mistakes, ("red", "blue"), strict=True):
         m["thumbnail"] = report.thumbnail(_png_bytes(colour))
     page = report.build(_summary(), mistakes)
-    for section in ('id="curves"', 'id="confusion"', 'id="per-class"', 'id="mistakes"', 'id="quarantined"',
-                    'id="timings"', 'id="counts"'):
+    for section in (
+        'id="curves"',
+        'id="confusion"',
+        'id="per-class"',
+        'id="mistakes"',
+        'id="quarantined"',
+        'id="timings"',
+        'id="counts"',
+    ):
         assert section in page, section
     images = _images(page)
     curves, confusion, first, second, timings = images  # in page order

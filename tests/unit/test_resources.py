@@ -41,7 +41,9 @@ def test_big_cpu_cluster_scales_pools():
 
 
 def test_gpu_inference_one_actor_per_gpu():
-    plan = plan_resources({"CPU": 8.0, "GPU": 4.0}, cfg(training={"useGpu": True, "numWorkers": 4}, inference={"useGpu": True}))
+    plan = plan_resources(
+        {"CPU": 8.0, "GPU": 4.0}, cfg(training={"useGpu": True, "numWorkers": 4}, inference={"useGpu": True})
+    )
     assert (plan.infer.actors, plan.infer.gpus) == (4, 1)
     # Decoding tasks beside the GPU predictors fit in what the predictors leave.
     assert plan.infer.actors * plan.infer.cpus + READ_CPUS <= 8.0 + 1e-9
@@ -50,10 +52,25 @@ def test_gpu_inference_one_actor_per_gpu():
 @pytest.mark.parametrize(
     "cluster, training, inference, words",
     [
-        ({"CPU": 2.0}, {"numWorkers": 4}, None, "training.numWorkers=4 x training.cpusPerWorker=1 needs 4 CPUs; the Ray cluster has 2"),
-        ({"CPU": 8.0}, {"useGpu": True}, None, "training.useGpu with training.numWorkers=2 needs 2 GPUs; the Ray cluster has 0"),
+        (
+            {"CPU": 2.0},
+            {"numWorkers": 4},
+            None,
+            "training.numWorkers=4 x training.cpusPerWorker=1 needs 4 CPUs; the Ray cluster has 2",
+        ),
+        (
+            {"CPU": 8.0},
+            {"useGpu": True},
+            None,
+            "training.useGpu with training.numWorkers=2 needs 2 GPUs; the Ray cluster has 0",
+        ),
         ({"CPU": 8.0}, None, {"useGpu": True}, "inference.useGpu"),
-        ({"CPU": 2.0}, None, {"numActors": 4}, "inference.numActors=4 needs 2 CPUs (0.5 each) plus 0.5 for reads; the Ray cluster has 2 CPUs"),
+        (
+            {"CPU": 2.0},
+            None,
+            {"numActors": 4},
+            "inference.numActors=4 needs 2 CPUs (0.5 each) plus 0.5 for reads; the Ray cluster has 2 CPUs",
+        ),
         ({"CPU": 0.0}, None, None, "the pipeline needs at least 1"),
     ],
 )

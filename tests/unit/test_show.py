@@ -10,10 +10,13 @@ import pytest
 from vitpipeline.cli import main
 
 SUMMARY = {
-    "runId": "r1", "counts": {"usable": 9, "read": 10, "quarantined": 1, "converted": {}, "train": 7,
-                              "validation": 2, "classes": 2},
+    "runId": "r1",
+    "counts": {"usable": 9, "read": 10, "quarantined": 1, "converted": {}, "train": 7, "validation": 2, "classes": 2},
     "metrics": {"accuracy": 0.5, "predictionAccuracy": 0.5, "macroF1": 0.25},
-    "predictionsUri": "p", "checkpointUri": "c", "summaryUri": "s", "timingsSeconds": {"total": 3.0},
+    "predictionsUri": "p",
+    "checkpointUri": "c",
+    "summaryUri": "s",
+    "timingsSeconds": {"total": 3.0},
 }
 
 
@@ -27,8 +30,12 @@ def _run(tmp_path, **files):
 
 def test_a_finished_run_shows_its_results_and_report(tmp_path, capsys):
     report = str(tmp_path / "out" / "r1" / "report.html")
-    run = _run(tmp_path, summary_json={**SUMMARY, "reportUri": report}, progress_json={"stage": "done"},
-               report_html="<html></html>")
+    run = _run(
+        tmp_path,
+        summary_json={**SUMMARY, "reportUri": report},
+        progress_json={"stage": "done"},
+        report_html="<html></html>",
+    )
     assert main(["show", run]) == 0
     out = capsys.readouterr().out
     assert out.startswith("run r1: Succeeded\n") and "macro F1" in out and "0.2500" in out
@@ -42,8 +49,14 @@ def test_a_finished_run_with_tensorboard_names_its_event_folder(tmp_path, capsys
 
 
 def test_a_running_run_shows_stage_and_progress(tmp_path, capsys):
-    progress = {"stage": "train", "done": 30, "total": 60, "epoch": 1.5, "metrics": {"accuracy": 0.625},
-                "updatedAt": time.time() - 4}
+    progress = {
+        "stage": "train",
+        "done": 30,
+        "total": 60,
+        "epoch": 1.5,
+        "metrics": {"accuracy": 0.625},
+        "updatedAt": time.time() - 4,
+    }
     assert main(["show", _run(tmp_path, progress_json=progress)]) == 3
     out = capsys.readouterr().out.strip()
     assert out.startswith("run r1: Running, stage train, 30/60 (50%), epoch 1.5, eval accuracy 0.6250; updated ")

@@ -15,7 +15,9 @@ def encoded(mode, size=(20, 16), fmt="PNG", **kw):
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("mode, fmt", [("L", "PNG"), ("P", "PNG"), ("RGBA", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("LA", "PNG")])
+@pytest.mark.parametrize(
+    "mode, fmt", [("L", "PNG"), ("P", "PNG"), ("RGBA", "PNG"), ("CMYK", "JPEG"), ("I;16", "PNG"), ("LA", "PNG")]
+)
 def test_non_rgb_is_converted_to_three_channels(mode, fmt):
     d = decode(encoded(mode, fmt=fmt), ValidationSpec())
     assert d.reason == OK
@@ -54,5 +56,3 @@ def test_bad_files_are_quarantined_with_a_reason(data, words):
 def test_pixel_limit():
     d = decode(encoded("RGB", size=(100, 100)), ValidationSpec(max_pixels=5000))
     assert d.reason == "too large: 100x100 pixels"
-
-

@@ -11,9 +11,7 @@ class Accuracy(evaluate.Metric):
             description="Fraction of predictions equal to their reference label.",
             citation="",
             inputs_description="predictions, references: integer class ids of equal length",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions, references):

@@ -25,17 +25,30 @@ def evaluate(true_labels, predicted_labels, class_names: list[str], top_labels=N
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macroF1": float(report["macro avg"]["f1-score"]),
         "weightedF1": float(report["weighted avg"]["f1-score"]),
-        "perClass": {c: {"precision": float(report[c]["precision"]), "recall": float(report[c]["recall"]),
-                         "f1": float(report[c]["f1-score"]), "support": int(report[c]["support"])}
-                     for c in class_names},
-        "confusionMatrix": {"labels": list(class_names),
-                            "counts": confusion_matrix(y_true, y_pred, labels=class_names).tolist()},
+        "perClass": {
+            c: {
+                "precision": float(report[c]["precision"]),
+                "recall": float(report[c]["recall"]),
+                "f1": float(report[c]["f1-score"]),
+                "support": int(report[c]["support"]),
+            }
+            for c in class_names
+        },
+        "confusionMatrix": {
+            "labels": list(class_names),
+            "counts": confusion_matrix(y_true, y_pred, labels=class_names).tolist(),
+        },
     }
     if len(class_names) >= TOP_K_ACCURACY and top_labels is not None and len(top_labels[keep[0]]) >= TOP_K_ACCURACY:
         index = {c: i for i, c in enumerate(class_names)}
-        out[f"top{TOP_K_ACCURACY}Accuracy"] = float(top_k_accuracy_score(
-            [index[t] for t in y_true], _score_matrix(top_labels, top_scores, keep, index),
-            k=TOP_K_ACCURACY, labels=list(range(len(class_names)))))
+        out[f"top{TOP_K_ACCURACY}Accuracy"] = float(
+            top_k_accuracy_score(
+                [index[t] for t in y_true],
+                _score_matrix(top_labels, top_scores, keep, index),
+                k=TOP_K_ACCURACY,
+                labels=list(range(len(class_names))),
+            )
+        )
     return out
 
 
@@ -44,7 +57,7 @@ def _score_matrix(top_labels, top_scores, rows, index: dict[str, int]) -> np.nda
     softmax score is positive, so the matrix ranks the kept labels exactly as the model did."""
     scores = np.zeros((len(rows), len(index)), dtype=np.float64)
     for r, i in enumerate(rows):
-        for label, score in zip(top_labels[i], top_scores[i]):
+        for label, score in zip(top_labels[i], top_scores[i], strict=True):
             scores[r, index[label]] = score
     return scores
 
@@ -55,9 +68,12 @@ def history(log_history: list[dict], steps_per_epoch: int) -> list[dict]:
     out = []
     for entry in log_history:
         step = int(entry.get("step", 0))
-        values = {k: float(v) for k, v in entry.items()
-                  if k in ("loss", "learning_rate", "grad_norm") or (k.startswith("eval_") and k not in (
-                      "eval_runtime", "eval_samples_per_second", "eval_steps_per_second"))}
+        values = {
+            k: float(v)
+            for k, v in entry.items()
+            if k in ("loss", "learning_rate", "grad_norm")
+            or (k.startswith("eval_") and k not in ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second"))
+        }
         if values:
             out.append({"step": step, "epoch": round(step / max(1, steps_per_epoch), 3), **values})
     return sorted(out, key=lambda e: (e["step"], "eval_loss" in e))

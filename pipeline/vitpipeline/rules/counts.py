@@ -17,7 +17,7 @@ class Tally:
 
 def tally(paths, labels, reasons, modes, listed: int, unlabeled: int) -> Tally:
     usable, quarantined, converted = [], [], Counter()
-    for path, label, reason, mode in zip(paths, labels, reasons, modes):
+    for path, label, reason, mode in zip(paths, labels, reasons, modes, strict=True):
         if reason == OK:
             usable.append((path, label))
             if mode != "RGB":

@@ -63,9 +63,7 @@ def parse_labels_csv(text: str, path_column: str, label_column: str) -> dict[str
     return out
 
 
-def assign_labels(
-    images: list[ImageFile], csv_labels: dict[str, str] | None
-) -> tuple[list[Labeled], list[str]]:
+def assign_labels(images: list[ImageFile], csv_labels: dict[str, str] | None) -> tuple[list[Labeled], list[str]]:
     """Labels for images, and the URIs left without one.
 
     With a CSV, each row's path matches an image's full URI or its path relative to its
@@ -94,9 +92,7 @@ def assign_labels(
     unknown = sorted(set(csv_labels) - used)
     if unknown:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-        raise InputError(
-            f"data.labelsCsv: {len(unknown)} path(s) name no image in data.sources: {shown}"
-        )
+        raise InputError(f"data.labelsCsv: {len(unknown)} path(s) name no image in data.sources: {shown}")
     return labeled, unlabeled
 
 

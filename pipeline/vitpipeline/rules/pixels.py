@@ -61,7 +61,7 @@ def geometry_of(processor) -> Geometry:
     crop = _size(getattr(processor, "crop_size", None)) if getattr(processor, "do_center_crop", False) else {}
     if "height" in size:
         resize, edge = (int(size["height"]), int(size["width"])), None
-        out = (resize if not crop else (int(crop["height"]), int(crop["width"])))
+        out = resize if not crop else (int(crop["height"]), int(crop["width"]))
     elif "shortest_edge" in size:
         resize, edge = None, int(size["shortest_edge"])
         out = (int(crop["height"]), int(crop["width"])) if crop else (edge, edge)
@@ -72,9 +72,14 @@ def geometry_of(processor) -> Geometry:
     rescale = float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0
     resample = getattr(processor, "resample", None)
     return Geometry(
-        height=out[0], width=out[1], resize=resize, shortest_edge=edge,
+        height=out[0],
+        width=out[1],
+        resize=resize,
+        shortest_edge=edge,
         resample=int(getattr(resample, "value", resample) if resample is not None else Image.BILINEAR),
-        mean=mean, std=std, rescale=rescale,
+        mean=mean,
+        std=std,
+        rescale=rescale,
     )
 
 

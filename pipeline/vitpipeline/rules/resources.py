@@ -77,8 +77,7 @@ def plan_resources(cluster: dict, config: PipelineConfig) -> ResourcePlan:
         actors = inf.num_actors or int(gpus)
         if gpus < 1 or actors > gpus:
             raise ResourceError(
-                f"inference.useGpu with {actors or 1} actor(s) needs that many GPUs; "
-                f"the Ray cluster has {gpus:g}"
+                f"inference.useGpu with {actors or 1} actor(s) needs that many GPUs; the Ray cluster has {gpus:g}"
             )
         infer = Pool(actors=actors, cpus=min(1.0, (cpus - READ_CPUS - MIN_ACTOR_CPUS) / actors), gpus=1)
     else:

@@ -7,9 +7,7 @@ import random
 from collections import defaultdict
 
 
-def stratified_split(
-    items: list[tuple[str, str]], validation_fraction: float, seed: int
-) -> tuple[set[str], set[str]]:
+def stratified_split(items: list[tuple[str, str]], validation_fraction: float, seed: int) -> tuple[set[str], set[str]]:
     """(train paths, validation paths).
 
     Each class gives round(n * fraction) images to validation, at least one and never all of

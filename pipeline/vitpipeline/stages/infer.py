@@ -35,8 +35,16 @@ class Predictor:
     `with_truth` (the run knows every image's label), in none otherwise.
     """
 
-    def __init__(self, model_dir_or_checkpoint, geometry, use_gpu: bool = False, precision: str = "fp32",
-                 threads: int = 1, with_truth: bool = False, top_k: int = 1):
+    def __init__(
+        self,
+        model_dir_or_checkpoint,
+        geometry,
+        use_gpu: bool = False,
+        precision: str = "fp32",
+        threads: int = 1,
+        with_truth: bool = False,
+        top_k: int = 1,
+    ):
         import torch
         from transformers import AutoModelForImageClassification
 
@@ -58,8 +66,9 @@ class Predictor:
         self._autocast = self._device.type == "cpu" and self.precision == "bf16"
         self._model = AutoModelForImageClassification.from_pretrained(model_dir, dtype=self._dtype)
         self._model.to(self._device).eval()
-        self._labels = np.array([self._model.config.id2label[i] for i in range(self._model.config.num_labels)],
-                                dtype=object)
+        self._labels = np.array(
+            [self._model.config.id2label[i] for i in range(self._model.config.num_labels)], dtype=object
+        )
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -67,8 +76,13 @@ class Predictor:
         from ..rules.pixels import normalize
 
         if len(batch["path"]) == 0:
-            empty = {"path": batch["path"], "predicted_label": np.array([], dtype=object),
-                     "score": np.array([], dtype=np.float32), "top_labels": _lists([]), "top_scores": _lists([])}
+            empty = {
+                "path": batch["path"],
+                "predicted_label": np.array([], dtype=object),
+                "score": np.array([], dtype=np.float32),
+                "top_labels": _lists([]),
+                "top_scores": _lists([]),
+            }
             return {**empty, "true_label": batch["label"]} if self._with_truth else empty
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast):
             images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self._device, non_blocking=True)

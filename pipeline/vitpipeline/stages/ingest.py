@@ -9,8 +9,8 @@ import numpy as np
 from ..config import DataSpec, Source
 from ..errors import InputError
 from ..rules.labels import ImageFile, Labeled, assign_labels, parse_labels_csv
-from ..storage.layout import is_s3
 from ..rules.resources import READ_CPUS
+from ..storage.layout import is_s3
 from ..storage.store import Store
 
 
@@ -70,9 +70,7 @@ def read_images(store: Store, items: list[tuple[str, str | None]]):
     for scheme, uris in sorted(by_scheme.items()):
         fs, _ = store.resolve(uris[0])
         paths = [store.resolve(u)[1] for u in uris]
-        ds = ray.data.read_binary_files(
-            paths, filesystem=fs, include_paths=True, num_cpus=READ_CPUS
-        )
+        ds = ray.data.read_binary_files(paths, filesystem=fs, include_paths=True, num_cpus=READ_CPUS)
         attach = _AttachLabels(labels, scheme)
         parts.append(ds.map_batches(attach, batch_format="numpy", num_cpus=READ_CPUS))
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])

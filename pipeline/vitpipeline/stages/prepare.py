@@ -74,8 +74,16 @@ class Manifest:
     bytes: int
 
     def to_json(self) -> bytes:
-        return json.dumps({"version": MANIFEST_VERSION, "uri": self.uri, "digest": self.digest, "rows": self.rows,
-                           "bytes": self.bytes}, indent=2).encode()
+        return json.dumps(
+            {
+                "version": MANIFEST_VERSION,
+                "uri": self.uri,
+                "digest": self.digest,
+                "rows": self.rows,
+                "bytes": self.bytes,
+            },
+            indent=2,
+        ).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest | None:
@@ -112,7 +120,9 @@ def split_rows(class_index: dict[str, int], keep: set[str], with_meta: bool):
     indices (`labels`); `path` and `label` too when the rows will be predicted."""
 
     def fn(batch: dict) -> dict:
-        mask = np.array([r == OK and p in keep for p, r in zip(batch["path"], batch["reason"])], dtype=bool)
+        mask = np.array(
+            [r == OK and p in keep for p, r in zip(batch["path"], batch["reason"], strict=True)], dtype=bool
+        )
         out = {
             "image": batch["image"][mask],
             "labels": np.array([class_index[x] for x in batch["label"][mask]], dtype=np.int64),

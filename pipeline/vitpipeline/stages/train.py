@@ -57,6 +57,7 @@ class TrainPlan:
     geometry: Geometry | None = None  # the model's pixels: uint8 in, normalized on the worker
     augment: bool = True  # random resized crop + flip on training batches, new draws each pass
     threads: int = 1  # torch threads per worker (cpus_per_worker is Ray's logical request)
+    attempt_id: str = ""  # the run attempt training for: tells a restart of its workers from a retry
     report_to: tuple[str, ...] = ()  # the Trainer's report_to
     tensorboard_uri: str = ""  # where rank 0 copies its TensorBoard event files
 
@@ -72,6 +73,7 @@ def make_plan(
     fail_marker: str = "",
     worker_cpus: float | None = None,
     tensorboard_uri: str = "",
+    attempt_id: str = "",
 ) -> TrainPlan:
     t = config.training
     # Ray splits the shard evenly; each worker sees num_train // num_workers rows per epoch.
@@ -100,9 +102,24 @@ def make_plan(
         fail_marker=f"{fail_marker}-{uuid.uuid4().hex}" if fail_marker else "",
         geometry=geometry,
         augment=t.augment,
+        attempt_id=attempt_id,
         report_to=tuple(t.report_to),
         tensorboard_uri=tensorboard_uri if "tensorboard" in t.report_to else "",
     )
+
+
+def start_record(before: dict | None, plan: TrainPlan, resumed_from: int | None) -> dict:
+    """Rank 0's first progress record of a training start. Ray Train restarts the workers of an
+    attempt only when one was lost (FailureConfig): the record rank 0 last wrote names this
+    attempt, so this start is restart n+1. A start that resumes without that record is a
+    retried attempt, or a rerun, picking up the run's checkpoints."""
+    record = {"stage": "train", "done": 0, "total": plan.max_steps, "trainerAttempt": plan.attempt_id}
+    before = before or {}
+    if plan.attempt_id and before.get("trainerAttempt") == plan.attempt_id:
+        record["workerRestarts"] = int(before.get("workerRestarts", 0)) + 1
+    if resumed_from is not None:
+        record["resumedFromStep"] = resumed_from
+    return record
 
 
 def weights_digest(model) -> float:
@@ -172,6 +189,7 @@ def train_loop(plan: TrainPlan) -> None:
     """Runs on every Ray Train worker."""
     import numpy as np
     import ray.train
+    import torch
     import torch.distributed as dist
     from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
     from transformers import (
@@ -182,10 +200,8 @@ def train_loop(plan: TrainPlan) -> None:
     )
 
     from ..metrics import load_accuracy
-    from ..storage.models import local_model
     from ..rules.pixels import load_processor
-
-    import torch
+    from ..storage.models import local_model
 
     torch.set_num_threads(plan.threads)
     ctx = ray.train.get_context()
@@ -214,12 +230,14 @@ def train_loop(plan: TrainPlan) -> None:
 
         device = ray.train.torch.get_device()
     clock = WaitClock()
-    train_iter = clock.timed(ray.train.get_dataset_shard("train").iter_torch_batches(
-        batch_size=plan.batch_size,
-        local_shuffle_buffer_size=4 * plan.batch_size,
-        collate_fn=ModelInputs(plan.geometry, plan.augment, device),
-        prefetch_batches=2,
-    ))
+    train_iter = clock.timed(
+        ray.train.get_dataset_shard("train").iter_torch_batches(
+            batch_size=plan.batch_size,
+            local_shuffle_buffer_size=4 * plan.batch_size,
+            collate_fn=ModelInputs(plan.geometry, plan.augment, device),
+            prefetch_batches=2,
+        )
+    )
     # One batch ahead, never more, for evaluation: with several prefetch threads Ray may hand
     # batches over out of order, the short last batch lands at a different step on each
     # worker, and the Trainer's all-gather of eval logits then mismatches across workers.
@@ -293,12 +311,13 @@ def train_loop(plan: TrainPlan) -> None:
     class ReportProgress(TrainerCallback):
         """Rank 0 keeps `progress.json` current: step of max steps, epoch, latest eval."""
 
-        def __init__(self):
+        def __init__(self, start: dict):
             from ..storage.progress import Progress
             from ..storage.store import Store
 
             self._progress = Progress(Store(plan.storage), plan.progress_uri, "", echo=lambda *_: None)
-            self._progress.record = {"stage": "train", "done": 0, "total": plan.max_steps}
+            self._progress.record = dict(start)
+            self._progress.flush()  # at once: a worker lost before the first log still counts
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             evals = {k.removeprefix("eval_"): v for k, v in (logs or {}).items() if k.startswith("eval_")}
@@ -349,17 +368,6 @@ def train_loop(plan: TrainPlan) -> None:
         compute_metrics=compute_metrics,
         processing_class=processor,
     )
-    trainer.add_callback(RayTrainReportCallback())
-    if plan.tensorboard_uri and ctx.get_world_rank() == 0:
-        trainer.add_callback(CopyTensorBoard(trainer))
-    steps = StepClock()
-    trainer.add_callback(steps)
-    if plan.progress_uri and ctx.get_world_rank() == 0:
-        trainer.add_callback(ReportProgress())
-    if plan.fail_at_step is not None and plan.fail_marker:
-        trainer.add_callback(FailOnce())
-    trainer = prepare_trainer(trainer)
-
     resume_from = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -367,6 +375,25 @@ def train_loop(plan: TrainPlan) -> None:
 
         local = local_copy(checkpoint)  # workers on one node share one copy
         resume_from = os.path.join(local, RayTrainReportCallback.CHECKPOINT_NAME)
+    trainer.add_callback(RayTrainReportCallback())
+    if plan.tensorboard_uri and ctx.get_world_rank() == 0:
+        trainer.add_callback(CopyTensorBoard(trainer))
+    steps = StepClock()
+    trainer.add_callback(steps)
+    start: dict = {}
+    if plan.progress_uri and ctx.get_world_rank() == 0:
+        import json
+
+        from ..storage.store import Store
+
+        store = Store(plan.storage)
+        before = json.loads(store.read_bytes(plan.progress_uri)) if store.exists(plan.progress_uri) else None
+        start = start_record(before, plan, _step_of(resume_from))
+        trainer.add_callback(ReportProgress(start))
+    if plan.fail_at_step is not None and plan.fail_marker:
+        trainer.add_callback(FailOnce())
+    trainer = prepare_trainer(trainer)
+
     trainer.train(resume_from_checkpoint=resume_from)
 
     # Prove synchronisation: gather each worker's parameter digest.
@@ -394,6 +421,7 @@ def train_loop(plan: TrainPlan) -> None:
             "weights_digests": digests,
             "ddp": type(trainer.model_wrapped).__name__,
             "resumed_from_step": _step_of(resume_from),
+            "worker_restarts": start.get("workerRestarts", 0),
             "precision": precision,
             "final_step": trainer.state.global_step,
             "world_size": ctx.get_world_size(),
@@ -423,7 +451,9 @@ class TrainResult:
     metrics: dict
 
 
-def fit(plan: TrainPlan, train_ds, valid_ds, storage_path: str, storage_fs, run_name: str, max_failures: int) -> TrainResult:
+def fit(
+    plan: TrainPlan, train_ds, valid_ds, storage_path: str, storage_fs, run_name: str, max_failures: int
+) -> TrainResult:
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -463,4 +493,3 @@ def fit(plan: TrainPlan, train_ds, valid_ds, storage_path: str, storage_fs, run_
         best, metrics = max(result.best_checkpoints, key=lambda c: c[1].get("eval_accuracy", -1))
     kept = {k: v for k, v in metrics.items() if k.startswith("eval_") or k in ("epoch", "step")}
     return TrainResult(checkpoint=best, metrics=kept)
-

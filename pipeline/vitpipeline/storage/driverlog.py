@@ -39,7 +39,7 @@ class Tail:
         with self._lock:
             data = b"".join(self._chunks)
             head = f"[vitpipeline] ... {self.dropped} earlier bytes dropped ...\n".encode() if self.dropped else b""
-            return head + data[-self.limit:]
+            return head + data[-self.limit :]
 
 
 class FdTee:

@@ -20,7 +20,7 @@ def is_s3(uri: str) -> bool:
 def attempt_id(now: dt.datetime, token: str) -> str:
     """One attempt of a run: its UTC start time (so listings sort by time) and a random token
     (so two attempts started in the same second never share a prefix)."""
-    return f"{now.astimezone(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{token}"
+    return f"{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}-{token}"
 
 
 @dataclass(frozen=True)

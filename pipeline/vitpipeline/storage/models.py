@@ -36,7 +36,7 @@ def relative_files(uri: str, files: list[str]) -> dict[str, str]:
     for f in files:
         if not f.startswith(base):
             raise ValueError(f"{f!r} is not under {base!r}")
-        out[f[len(base):]] = f
+        out[f[len(base) :]] = f
     return out
 
 

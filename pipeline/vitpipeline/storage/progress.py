@@ -8,7 +8,6 @@ import time
 
 from ..storage.store import Store
 
-
 STAGE_LINE = "[vitpipeline] stage: "  # how a new stage is announced (the CLI's console follows it)
 
 

@@ -18,19 +18,12 @@ from ..storage.layout import is_s3
 
 
 def _endpoint(storage: StorageSpec) -> str | None:
-    return (
-        storage.endpoint_url
-        or os.environ.get("AWS_ENDPOINT_URL_S3")
-        or os.environ.get("AWS_ENDPOINT_URL")
-    )
+    return storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
 def s3_filesystem(storage: StorageSpec) -> pafs.S3FileSystem:
     kwargs: dict = {
-        "region": storage.region
-        or os.environ.get("AWS_REGION")
-        or os.environ.get("AWS_DEFAULT_REGION")
-        or "us-east-1",
+        "region": storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
         # Transient S3 errors (throttling, 5xx, resets) are retried with backoff.
         "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=6),
     }
@@ -135,7 +128,10 @@ class Store:
         client = boto3.client(
             "s3",
             endpoint_url=_endpoint(self._storage),
-            region_name=self._storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            region_name=self._storage.region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1",
             # The same policy as the pyarrow filesystem: transient errors retried with backoff.
             # A retried PUT whose first try landed gets 412, read back as "committed first"
             # with this attempt's own summary: still exactly one commit.
