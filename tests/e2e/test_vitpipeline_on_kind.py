@@ -267,7 +267,9 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     assert deleted, f"training never passed its first checkpoint while watched: {seen}"
     assert training["worker_restarts"] >= 1, training
     per_epoch = -(-(st["counts"]["train"] // 2) // 32)  # as stages/train.make_plan derives it
-    assert per_epoch <= training["resumed_from_step"] <= deleted["atStep"], (training, deleted)
+    # The pod runs on through its termination grace period, so the checkpoint resumed from may
+    # be later than the step at the deletion; never step 0, never past the end.
+    assert per_epoch <= training["resumed_from_step"] < training["final_step"], (training, deleted)
     assert training["resumed_from_step"] % per_epoch == 0, training  # a checkpoint: one per epoch
     assert st.get("failedAttempts", 0) == 0, st  # recovered inside the attempt, not by a KubeRay retry
     lost = [e for e in events(e2e, "digits") if e["reason"] == "TrainingWorkerLost"]

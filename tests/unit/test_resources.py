@@ -78,3 +78,31 @@ def test_impossible_requests_fail_with_numbers(cluster, training, inference, wor
     with pytest.raises(ResourceError) as err:
         plan_resources(cluster, cfg(training, inference))
     assert words in str(err.value)
+
+
+def _read_always_fits(node_cpus: list[float], actors: int, each: float) -> bool:
+    """Every way Ray could place `actors` actors of `each` CPUs on nodes of `node_cpus` CPUs
+    leaves some node a whole read slice free."""
+    import itertools
+
+    for where in itertools.product(range(len(node_cpus)), repeat=actors):
+        used = [each * where.count(i) for i in range(len(node_cpus))]
+        if any(u > c + 1e-9 for u, c in zip(used, node_cpus, strict=True)):
+            continue  # not a placement Ray can make
+        if all(c - u < READ_CPUS - 1e-9 for u, c in zip(used, node_cpus, strict=True)):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("node_cpus", [[1.0, 1.0], [1.0, 1.0, 1.0], [2.0, 2.0], [1.0, 3.0]])
+def test_the_read_slice_is_kept_on_some_node_wherever_ray_puts_the_actors(node_cpus):
+    """Two worker pods of one CPU each (the kind scenario): reserving one slice for the whole
+    cluster gives two 0.75-CPU actors, one per node, and the 0.5-CPU read fits on neither."""
+    cluster = {"CPU": sum(node_cpus)}
+    plan = plan_resources(cluster, cfg(), nodes=len(node_cpus))
+    assert _read_always_fits(node_cpus, plan.infer.actors, plan.infer.cpus)
+    assert _read_always_fits(node_cpus, plan.train_workers, plan.train_worker_cpus)
+    if node_cpus == [1.0, 1.0]:
+        once = plan_resources(cluster, cfg())  # the slice reserved once: the deadlock
+        assert not _read_always_fits(node_cpus, once.infer.actors, once.infer.cpus)
+        assert (plan.infer.actors, plan.infer.cpus, plan.train_worker_cpus) == (2, 0.5, 0.5)

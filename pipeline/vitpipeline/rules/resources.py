@@ -4,6 +4,11 @@ Actor pools that take every CPU starve the read tasks that feed them, and a pipe
 hangs with no error (the notebook's `ActorPoolStrategy(size=2)` on a 2-CPU machine). So
 reads get a reserved slice, the pools get the rest, and a request that no cluster of this
 shape can meet fails at once with the numbers.
+
+The slice is reserved once per Ray node, not once per cluster: a read task runs on one node,
+and on two 1-CPU nodes two 0.75-CPU actors leave 0.5 CPU in all but 0.25 on each, so the
+0.5-CPU read never schedules (seen on kind with two worker pods). With a slice per node the
+CPU left over sums to a slice per node, so at least one node always has a whole slice free.
 """
 
 from __future__ import annotations
@@ -40,20 +45,27 @@ class ResourcePlan:
     infer: Pool  # the predictor actors; decoding runs beside them in READ_CPUS-sized tasks
 
 
-def _cpu_pool(cpus: float, wanted: int | None) -> Pool:
+def _reads(nodes: int) -> str:
+    return f"{READ_CPUS * nodes:g} for reads" + (f" ({READ_CPUS:g} on each of {nodes} nodes)" if nodes > 1 else "")
+
+
+def _cpu_pool(cpus: float, wanted: int | None, nodes: int) -> Pool:
     """One actor process per CPU by default (decoding is single-threaded per process), the
-    CPUs left after the reads' slice shared among them."""
-    spare = cpus - READ_CPUS
+    CPUs left after the reads' slices shared among them."""
+    spare = cpus - READ_CPUS * nodes
     actors = wanted or max(1, math.floor(cpus))
     if actors * MIN_ACTOR_CPUS > spare + 1e-9:
         raise ResourceError(
             f"inference.numActors={actors} needs {actors * MIN_ACTOR_CPUS:g} CPUs "
-            f"({MIN_ACTOR_CPUS:g} each) plus {READ_CPUS:g} for reads; the Ray cluster has {cpus:g} CPUs"
+            f"({MIN_ACTOR_CPUS:g} each) plus {_reads(nodes)}; the Ray cluster has {cpus:g} CPUs"
         )
     return Pool(actors=actors, cpus=spare / actors, gpus=0)
 
 
-def plan_resources(cluster: dict, config: PipelineConfig) -> ResourcePlan:
+def plan_resources(cluster: dict, config: PipelineConfig, nodes: int = 1) -> ResourcePlan:
+    """`cluster`: Ray's cluster resources; `nodes`: how many Ray nodes have CPUs."""
+    nodes = max(1, nodes)
+    reserve = READ_CPUS * nodes
     cpus = float(cluster.get("CPU", 0))
     gpus = float(cluster.get("GPU", 0))
     if cpus < 1:
@@ -79,14 +91,14 @@ def plan_resources(cluster: dict, config: PipelineConfig) -> ResourcePlan:
             raise ResourceError(
                 f"inference.useGpu with {actors or 1} actor(s) needs that many GPUs; the Ray cluster has {gpus:g}"
             )
-        infer = Pool(actors=actors, cpus=min(1.0, (cpus - READ_CPUS - MIN_ACTOR_CPUS) / actors), gpus=1)
+        infer = Pool(actors=actors, cpus=min(1.0, (cpus - reserve - MIN_ACTOR_CPUS) / actors), gpus=1)
     else:
-        infer = _cpu_pool(cpus, inf.num_actors)
-    worker_cpus = min(t.cpus_per_worker, (cpus - READ_CPUS) / t.num_workers)
+        infer = _cpu_pool(cpus, inf.num_actors, nodes)
+    worker_cpus = min(t.cpus_per_worker, (cpus - reserve) / t.num_workers)
     if worker_cpus < MIN_ACTOR_CPUS / 2:
         raise ResourceError(
             f"training.numWorkers={t.num_workers} leaves {worker_cpus:g} CPUs per worker beside "
-            f"{READ_CPUS:g} for the data feed; the Ray cluster has {cpus:g}"
+            f"{_reads(nodes).replace('for reads', 'for the data feed')}; the Ray cluster has {cpus:g}"
         )
     return ResourcePlan(train_workers=t.num_workers, train_worker_cpus=worker_cpus, infer=infer)
 
@@ -99,7 +111,8 @@ def wait_for_plan(config: PipelineConfig, timeout_s: float, poll_s: float = 5.0)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return plan_resources(ray.cluster_resources(), config)
+            nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+            return plan_resources(ray.cluster_resources(), config, nodes=len(nodes))
         except ResourceError as err:
             if time.monotonic() >= deadline:
                 if timeout_s > 0:
