@@ -56,3 +56,21 @@ def test_a_restart_of_this_attempts_workers_is_counted_and_a_retry_is_not():
     retried = start_record({**again, "trainerAttempt": "a1"}, _plan(), 2)
     assert "workerRestarts" not in retried and retried["resumedFromStep"] == 2
     assert "workerRestarts" not in start_record(None, _plan(), None)
+
+
+def test_cpu_training_workers_spread_over_the_ray_nodes_and_gpu_workers_pack():
+    from vitpipeline.config import parse_config
+    from vitpipeline.stages.train import make_plan
+
+    def plan(use_gpu):
+        config = parse_config(
+            {
+                "runId": "r",
+                "data": {"sources": [{"uri": "/d"}]},
+                "output": {"uri": "/o"},
+                "training": {"useGpu": use_gpu},
+            }
+        )
+        return make_plan(config, ["a", "b"], 8, 2, "s")
+
+    assert (plan(False).placement, plan(True).placement) == ("SPREAD", "PACK")

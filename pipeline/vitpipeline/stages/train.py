@@ -58,6 +58,10 @@ class TrainPlan:
     augment: bool = True  # random resized crop + flip on training batches, new draws each pass
     threads: int = 1  # torch threads per worker (cpus_per_worker is Ray's logical request)
     attempt_id: str = ""  # the run attempt training for: tells a restart of its workers from a retry
+    # CPU workers spread over the Ray nodes (each gets a node's CPUs, not a share of one pod's
+    # quota; with their reads' slice per node they would otherwise pack two to a pod); GPU
+    # workers pack, so NCCL stays inside a node where one holds several GPUs. Both are soft.
+    placement: str = "PACK"
     report_to: tuple[str, ...] = ()  # the Trainer's report_to
     tensorboard_uri: str = ""  # where rank 0 copies its TensorBoard event files
 
@@ -103,6 +107,7 @@ def make_plan(
         geometry=geometry,
         augment=t.augment,
         attempt_id=attempt_id,
+        placement="PACK" if t.use_gpu else "SPREAD",
         report_to=tuple(t.report_to),
         tensorboard_uri=tensorboard_uri if "tensorboard" in t.report_to else "",
     )
@@ -463,6 +468,7 @@ def fit(
             num_workers=plan.num_workers,
             use_gpu=plan.use_gpu,
             resources_per_worker={"CPU": plan.cpus_per_worker, **({"GPU": 1} if plan.use_gpu else {})},
+            placement_strategy=plan.placement,
         ),
         run_config=RunConfig(
             name=run_name,
