@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from .config import ConfigError, PipelineConfig, dump_config, parse_config
-from .errors import PipelineError
+from .errors import PipelineError, StorageError
 
 
 def load_config_file(path: str, echo=None) -> PipelineConfig:
@@ -117,6 +117,8 @@ def _run_and_report(config: PipelineConfig, attempt: str, say, verbose: bool, dr
     try:
         summary = run(config, attempt=attempt, echo=say)
     except PipelineError as err:
+        if isinstance(err, StorageError):
+            traceback.print_exception(err.__cause__)  # the remote tracebacks, into the driver log
         say(f"vitpipeline: {err}", err=True)
         return 1
     except Exception as err:

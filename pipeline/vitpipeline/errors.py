@@ -11,3 +11,7 @@ class InputError(PipelineError):
 
 class ResourceError(PipelineError):
     """The cluster can never satisfy what the config asks for."""
+
+
+class StorageError(PipelineError):
+    """Storage refused the run for good (retries spent): the field, the object, S3's reason."""

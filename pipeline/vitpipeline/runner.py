@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import ray.data
 
 from .config import PipelineConfig
-from .errors import InputError, PipelineError
+from .errors import InputError, PipelineError, StorageError
 from .metrics.evaluation import evaluate
 from .rules import resources
 from .rules.counts import Tally, tally
+from .rules.failures import config_uris, error_text, storage_failure
 from .rules.labels import limit_per_class
 from .rules.pixels import Geometry, geometry_of, load_processor
 from .rules.resources import READ_CPUS
@@ -30,12 +31,14 @@ from .stages import commit, ingest
 from .stages.infer import Predictor
 from .stages.prepare import (
     META_COLUMNS,
+    NODE_COLUMN,
     Manifest,
     inputs_digest,
     prepared,
     read_shard,
     reusable,
     split_rows,
+    tag_node,
     usable_rows,
 )
 from .storage.layout import AttemptLayout, RunLayout, attempt_id, is_s3
@@ -123,6 +126,7 @@ class Prepared:
     tally: Tally
     bytes: int
     reused: bool  # an earlier attempt's complete set, proven by its manifest
+    nodes: dict[str, int]  # rows prepared on each Ray node (by IP)
 
 
 def prepare_images(
@@ -143,10 +147,9 @@ def prepare_images(
     uri = manifest.uri if reused else attempt.prepared
     fs, path = store.resolve(uri)
     if not reused:
-        prepared(ingest.read_images(store, listing.items), config.validation, geometry, READ_CPUS).write_parquet(
-            path, filesystem=fs
-        )
-    meta = ray.data.read_parquet(path, filesystem=fs).select_columns(META_COLUMNS).to_pandas()
+        rows = prepared(ingest.read_images(store, listing.items), config.validation, geometry, READ_CPUS)
+        rows.map_batches(tag_node, batch_format="numpy", num_cpus=READ_CPUS).write_parquet(path, filesystem=fs)
+    meta = ray.data.read_parquet(path, filesystem=fs).select_columns([*META_COLUMNS, NODE_COLUMN]).to_pandas()
     t = tally(
         meta["path"],
         meta["label"],
@@ -158,7 +161,8 @@ def prepare_images(
     if not reused:
         manifest = Manifest(uri=uri, digest=digest, rows=len(meta), bytes=store.total_bytes(uri))
         store.write_bytes(layout.prepared_manifest, manifest.to_json())
-    return Prepared(uri=manifest.uri, tally=t, bytes=manifest.bytes, reused=reused)
+    nodes = {str(k): int(v) for k, v in meta[NODE_COLUMN].value_counts().sort_index().items()}
+    return Prepared(uri=manifest.uri, tally=t, bytes=manifest.bytes, reused=reused, nodes=nodes)
 
 
 @dataclass(frozen=True)
@@ -340,6 +344,12 @@ def run(config: PipelineConfig, echo=print, attempt: str | None = None) -> dict:
         return _run_stages(config, store, layout, layout.attempt(attempt or new_attempt_id()), progress, echo)
     except Exception as err:
         # Recorded for the operator (status.message) and for whoever reads the prefix later.
+        # A storage error (in the driver, a Ray Data task or a training worker) becomes one
+        # line naming the config field, the object and S3's reason.
+        located = None if isinstance(err, PipelineError) else storage_failure(error_text(err), config_uris(config))
+        if located is not None:
+            progress.fail(located)
+            raise StorageError(located) from err
         progress.fail(str(err) if isinstance(err, PipelineError) else f"{type(err).__name__}: {err}")
         raise
 
@@ -436,6 +446,7 @@ def _run_stages(
             "bytes": prep.bytes,
             "rows": counts["read"],
             "reused": prep.reused,
+            "nodes": prep.nodes,
             "feed": feed,
             "geometry": geometry.to_dict(),
         },

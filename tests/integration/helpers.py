@@ -40,3 +40,17 @@ def keys(s3, bucket: str, prefix: str) -> list[str]:
     for page in s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         out += [o["Key"] for o in page.get("Contents", [])]
     return out
+
+
+class ThroughProxy:
+    """The loopback S3 server's settings with a FaultProxy (tests/support/faultproxy.py) as the
+    endpoint: every request the run makes passes the proxy, which may fault or record it."""
+
+    def __init__(self, s3, proxy):
+        self._s3, self.endpoint = s3, proxy.url
+
+    def env(self) -> dict:
+        return {**self._s3.env(), "AWS_ENDPOINT_URL": self.endpoint}
+
+    def client(self):
+        return self._s3.client()

@@ -1,8 +1,9 @@
 """S3 errors injected by a proxy in front of the loopback S3 server, under the real CLI.
 
 Transient errors (503 SlowDown, 500 InternalError) on every kind of request the pipeline
-makes, from the driver, Ray Data's read tasks, Ray Train's checkpoint uploads, the inference
-writers and the commit, are retried and the run succeeds. A permanent one (403 AccessDenied)
+makes, from the driver, Ray Data's read and write tasks, Ray Train's checkpoint uploads, the
+inference actors' checkpoint downloads and the commit, are retried and the run succeeds; the
+proxy records which process each fault met, and the test checks it was the one claimed. A permanent one (403 AccessDenied)
 fails the run in the stage that met it, with S3's reason in the CLI's one line and in the
 run's progress record (where the operator reads `status.message` from), and commits nothing.
 """
@@ -10,12 +11,13 @@ run's progress record (where the operator reads `status.message` from), and comm
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from vitpipeline.demo import save_tiny_vit, write_digits
 
-from helpers import keys, run_cli
+from helpers import ThroughProxy, keys, run_cli
 from support.faultproxy import FaultProxy, s3_error
 from support.s3server import upload_tree
 
@@ -38,16 +40,6 @@ def proxy(s3):
         yield p
 
 
-class ThroughProxy:
-    """The loopback S3 server's settings, with the proxy as the endpoint."""
-
-    def __init__(self, s3, proxy: FaultProxy):
-        self._s3, self.endpoint = s3, proxy.url
-
-    def env(self) -> dict:
-        return {**self._s3.env(), "AWS_ENDPOINT_URL": self.endpoint}
-
-
 def config(run_id: str, model: str) -> dict:
     return {
         "runId": run_id,
@@ -58,22 +50,55 @@ def config(run_id: str, model: str) -> dict:
     }
 
 
-def test_transient_errors_everywhere_are_retried(data, s3, proxy, tmp_path):
+# Which process each kind of request must come from (its command line, as Ray titles its
+# workers), so that a fault spent elsewhere (a folder marker the driver writes first, a
+# progress write that is advisory anyway) cannot pass for the one claimed.
+DRIVER = r"-m vitpipeline run"
+TRAIN_WORKER = r"^ray::.*RayTrainWorker"
+DATA_TASK = r"^ray::.*(Read|Write)"
+PREDICTOR = r"^ray::.*MapWorker"  # the Ray Data actor that holds the Predictor (its only actor pool)
+
+
+def test_transient_errors_on_every_kind_of_request_are_retried(data, s3, proxy, tmp_path):
     run = "transient"
-    faults = {
-        "list the data": proxy.inject(s3_error("SlowDown", 503, 2, "GET", r"^/faults\?.*prefix=data")),
-        "read images": proxy.inject(s3_error("SlowDown", 503, 3, "GET", r"^/faults/data/digits/.+\.(png|jpg)")),
-        "write progress": proxy.inject(s3_error("InternalError", 500, 2, "PUT", rf"/runs/{run}/progress\.json")),
-        "upload checkpoints": proxy.inject(s3_error("SlowDown", 503, 2, "PUT", rf"/runs/{run}/checkpoints/.+")),
-        "write predictions": proxy.inject(
-            s3_error("SlowDown", 503, 2, "PUT", rf"/runs/{run}/attempts/.+/predictions/")
+    under = rf"^/{BUCKET}/runs/{run}/"
+    faults = {  # what: (fault, the sender it must have met)
+        "list the data": (s3_error("SlowDown", 503, 2, "GET", rf"^/{BUCKET}\?.*prefix=data"), DRIVER),
+        "read images in Ray Data tasks": (
+            s3_error("SlowDown", 503, 3, "GET", rf"^/{BUCKET}/data/digits/.+\.(png|jpg)"),
+            DATA_TASK,
         ),
-        "commit the summary": proxy.inject(s3_error("InternalError", 500, 2, "PUT", rf"/runs/{run}/summary\.json")),
+        "HEAD the run's objects": (s3_error("SlowDown", 503, 2, "HEAD", under), DRIVER),
+        "upload checkpoint files from a training worker": (
+            s3_error("SlowDown", 503, 2, "PUT", under + r"checkpoints/[^?]*[^/?]\.(safetensors|json)(\?|$)"),
+            TRAIN_WORKER,
+        ),
+        "write Parquet parts from a Ray Data task": (
+            s3_error("SlowDown", 503, 2, "PUT", under + r"attempts/[^/]+/predictions/[^?]+\.parquet"),
+            DATA_TASK,
+        ),
+        "download the checkpoint in an inference actor": (
+            s3_error("SlowDown", 503, 2, "GET", under + r"checkpoints/[^?]+/model\.safetensors"),
+            PREDICTOR,
+        ),
+        "commit the summary with a conditional put": (
+            s3_error("InternalError", 500, 2, "PUT", under + r"summary\.json$"),
+            DRIVER,
+        ),
     }
+    for fault, _ in faults.values():
+        proxy.inject(fault)
     proc = run_cli(tmp_path, config(run, data["model"]), ThroughProxy(s3, proxy))
     assert proc.returncode == 0, proc.stderr[-4000:]
-    not_hit = {what: f.injected for what, f in faults.items() if f.injected != f.times}
+    not_hit = {what: f.injected for what, (f, _) in faults.items() if f.injected != f.times}
     assert not not_hit, f"faults not all injected (so not all retried): {not_hit}"
+    elsewhere = {
+        what: [hit.sender for hit in f.hits if not re.search(sender, hit.sender)]
+        for what, (f, sender) in faults.items()
+    }
+    assert not any(elsewhere.values()), f"faults that met another process than claimed: {elsewhere}"
+    commit_fault = faults["commit the summary with a conditional put"][0]
+    assert all(hit.conditional for hit in commit_fault.hits)
     summary = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"runs/{run}/summary.json")["Body"].read())
     assert summary["counts"]["predicted"] == summary["counts"]["validation"] > 0
 
@@ -92,15 +117,36 @@ def test_permanent_error_fails_with_its_reason_and_commits_nothing(data, s3, pro
     assert f"runs/{run}/summary.json" not in keys(s3, BUCKET, f"runs/{run}/")
 
 
-def test_failure_while_writing_predictions_leaves_no_summary(data, s3, proxy, tmp_path):
-    """S3 refuses the prediction files mid-run: the run fails in inference, nothing is
-    committed, and what the attempt wrote stays under its own prefix."""
-    run = "refused-mid-write"
-    refused = proxy.inject(s3_error("AccessDenied", 403, 10_000, "PUT", rf"/runs/{run}/attempts/.+/predictions/"))
-    proc = run_cli(tmp_path, config(run, data["model"]), ThroughProxy(s3, proxy))
-    assert proc.returncode == 1 and refused.injected >= 1, proc.stderr[-2000:]
+# A permanent error (403 AccessDenied, never retried) at each later stage, met by the process
+# that does that stage's writing: the run fails in that stage with one line naming the
+# config field, the object and S3's reason, records the same in its progress, and commits
+# nothing. (Ingest is the test above.)
+PERMANENT = {
+    "prepare": ("*", r"attempts/[^/]+/prepared/", r"."),
+    "train": ("*", r"checkpoints/[^?]*checkpoint_[^/]+/[^?]*[^/?](\?|$)", TRAIN_WORKER),
+    "infer": ("*", r"attempts/[^/]+/predictions/[^?]+\.parquet", DATA_TASK),
+    "commit": ("PUT", r"summary\.json$", DRIVER),
+}
+
+
+@pytest.mark.parametrize("stage", list(PERMANENT))
+def test_a_permanent_error_in_each_stage_fails_it_with_s3s_reason_and_commits_nothing(stage, data, s3, proxy, tmp_path):
+    run = f"denied-in-{stage}"
+    method, path, sender = PERMANENT[stage]
+    denied = proxy.inject(s3_error("AccessDenied", 403, 10_000, method, rf"^/{BUCKET}/runs/{run}/{path}"))
+    cfg = config(run, data["model"])
+    cfg["training"]["maxFailures"] = 0  # no Ray Train restart: a 403 would meet it again
+    proc = run_cli(tmp_path, cfg, ThroughProxy(s3, proxy))
+    assert proc.returncode == 1 and denied.injected >= 1, proc.stderr[-3000:]
+    assert all(re.search(sender, hit.sender) for hit in denied.hits), [h.sender for h in denied.hits]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"vitpipeline: output\.uri: s3://{BUCKET}/runs/{run}/\S+: (ACCESS_DENIED|AccessDenied) during \w+.*", line
+    ), line
     progress = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"runs/{run}/progress.json")["Body"].read())
-    assert (progress["stage"], progress["failedStage"]) == ("failed", "infer"), progress
+    assert (progress["stage"], progress["failedStage"]) == ("failed", stage), progress
+    assert progress["error"] == line.removeprefix("vitpipeline: "), progress
     written = keys(s3, BUCKET, f"runs/{run}/")
     assert f"runs/{run}/summary.json" not in written
-    assert any(k.startswith(f"runs/{run}/checkpoints/") for k in written)  # for the retry to resume from
+    if stage in ("infer", "commit"):  # for the retry to resume from
+        assert any(k.startswith(f"runs/{run}/checkpoints/") for k in written)

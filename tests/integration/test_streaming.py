@@ -119,7 +119,7 @@ def test_training_pixels_change_between_epochs_evaluation_pixels_do_not(streamed
     geometry = runner.Geometry(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in s["prepared"]["geometry"].items()}
     )
-    prep = runner.Prepared(uri=manifest.uri, tally=None, bytes=manifest.bytes, reused=True)
+    prep = runner.Prepared(uri=manifest.uri, tally=None, bytes=manifest.bytes, reused=True, nodes={})
     meta = runner.ray.data.read_parquet(manifest.uri).select_columns(["path", "label", "reason"]).to_pandas()
     usable = [(p, lab) for p, lab, r in zip(meta["path"], meta["label"], meta["reason"], strict=True) if r == "ok"]
     split = runner.split_images(usable, config)

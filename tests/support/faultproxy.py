@@ -5,16 +5,23 @@ kopf) and a real server (moto's S3 server, kube-apiserver), then tell it which r
 answer with an error instead of forwarding: e.g. the next three PUTs under a prefix get
 `503 SlowDown`. Nothing in the product is patched; the client sees exactly what a flaky
 server would send. Responses are streamed, so long-lived Kubernetes watches pass through.
+
+Every request is kept in `proxy.seen`, in the order it arrived, with the order its response
+finished, so a test can prove which requests really happened and in which order; a faulted one
+also records which local process sent it (its command line, which Ray sets to the task's or
+actor's name), so a test can prove that a fault met the process it was meant for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import ssl
 import threading
 from dataclasses import dataclass, field
 
+import psutil
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
 from support.s3server import free_port
@@ -33,6 +40,26 @@ _HOP = {
 
 
 @dataclass
+class Seen:
+    """One request as the proxy saw it. `arrived` and `finished` count from 1 over all requests:
+    a request whose response finished before another arrived happened before it."""
+
+    arrived: int
+    method: str
+    path: str  # with the query string
+    conditional: bool  # carried If-None-Match or If-Match
+    status: int = 0
+    finished: int = 0
+    faulted: bool = False
+    sender: str = ""  # the sending process's command line; faulted requests only
+
+    @property
+    def key(self) -> str:
+        """The object key in a path-style request, without the bucket or the query."""
+        return self.path.split("?", 1)[0].lstrip("/").partition("/")[2]
+
+
+@dataclass
 class Fault:
     """Answer the next `times` requests matching `method` and the `path` regex (searched in the
     path with its query string) with `status`, `body` and `headers`."""
@@ -44,6 +71,7 @@ class Fault:
     headers: dict = field(default_factory=dict)
     times: int = 1
     injected: int = 0
+    hits: list[Seen] = field(default_factory=list)
 
     def matches(self, method: str, path_qs: str) -> bool:
         return self.injected < self.times and self.method in ("*", method) and re.search(self.path, path_qs) is not None
@@ -74,6 +102,9 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self._ssl = upstream_ssl
         self._faults: list[Fault] = []
+        self.seen: list[Seen] = []
+        self._order = itertools.count(1)
+        self._senders: dict[int, str] = {}  # client port -> command line
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True, name="faultproxy")
@@ -125,18 +156,54 @@ class FaultProxy:
         if self._runner:
             await self._runner.cleanup()
 
-    def _take_fault(self, method: str, path_qs: str) -> Fault | None:
+    def _take_fault(self, seen: Seen) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.matches(method, path_qs):
+                if fault.matches(seen.method, seen.path):
                     fault.injected += 1
+                    fault.hits.append(seen)
                     return fault
         return None
 
+    def _sender(self, request: web.Request) -> str:
+        """The command line of the local process on the other end of this connection."""
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if not peer:
+            return "?"
+        port = peer[1]
+        if port not in self._senders:
+            owner = next(
+                (
+                    c.pid
+                    for c in psutil.net_connections(kind="inet")
+                    if c.laddr and c.laddr.port == port and c.raddr and c.raddr.port == self.port and c.pid
+                ),
+                None,
+            )
+            try:
+                self._senders[port] = " ".join(psutil.Process(owner).cmdline()) if owner else "?"
+            except psutil.Error:
+                self._senders[port] = "?"
+        return self._senders[port]
+
+    def _finish(self, seen: Seen, status: int) -> None:
+        with self._lock:
+            seen.status, seen.finished = status, next(self._order)
+
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()  # read even when answering with a fault, as a server would
-        fault = self._take_fault(request.method, request.path_qs)
+        with self._lock:
+            seen = Seen(
+                next(self._order),
+                request.method,
+                request.path_qs,
+                "If-None-Match" in request.headers or "If-Match" in request.headers,
+            )
+            self.seen.append(seen)
+        fault = self._take_fault(seen)
         if fault is not None:
+            seen.faulted, seen.sender = True, self._sender(request)
+            self._finish(seen, fault.status)
             return web.Response(status=fault.status, body=fault.body, headers=fault.headers)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         try:
@@ -149,7 +216,11 @@ class FaultProxy:
                 skip_auto_headers=("User-Agent", "Content-Type"),
             )
         except OSError as err:  # the server is down: a client sees a bad gateway
+            self._finish(seen, 502)
             return web.Response(status=502, text=f"upstream unreachable: {err}")
+        # The server has done what was asked once it answers: that is when the request
+        # finished, and no client can have seen its answer before.
+        self._finish(seen, upstream.status)
         async with upstream:
             response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
             for k, v in upstream.headers.items():

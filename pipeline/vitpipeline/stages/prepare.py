@@ -20,7 +20,8 @@ from ..rules.pixels import Geometry, draft_size, eval_view
 from ..rules.validate import OK, decode
 
 META_COLUMNS = ["path", "label", "reason", "mode"]
-MANIFEST_VERSION = 1
+NODE_COLUMN = "node"  # the IP of the Ray node that prepared the row
+MANIFEST_VERSION = 2  # 2: shards carry NODE_COLUMN
 
 
 def prepare_batch(batch: dict, validation: ValidationSpec, geometry: Geometry) -> dict:
@@ -54,6 +55,14 @@ def prepared(raw, validation: ValidationSpec, geometry: Geometry, cpus: float):
         batch_format="numpy",
         num_cpus=cpus,
     )
+
+
+def tag_node(batch: dict) -> dict:
+    """Each row with the Ray node (its IP) that prepared it: the summary counts rows per node,
+    which shows the work spread over a cluster's pods."""
+    import ray
+
+    return {**batch, NODE_COLUMN: np.full(len(batch["path"]), ray.util.get_node_ip_address(), dtype=object)}
 
 
 def inputs_digest(items: list[tuple[str, str | None]], validation: ValidationSpec, geometry: Geometry) -> str:

@@ -144,7 +144,7 @@ class Store:
             code = err.response.get("Error", {}).get("Code", "")
             if code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
-            raise OSError(f"cannot write {uri}: {code or err}") from err
+            raise OSError(f"cannot write {uri}: {err}") from err
 
     def delete(self, uri: str) -> None:
         fs, path = self.resolve(uri)
