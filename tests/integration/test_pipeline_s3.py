@@ -13,7 +13,8 @@ import pytest
 
 from vitpipeline.demo import NAMES, save_tiny_vit, write_digits
 
-from helpers import keys, read_json, run_cli
+from helpers import ThroughProxy, keys, read_json, run_cli
+from support.faultproxy import FaultProxy
 from support.s3server import upload_tree
 
 # Chance is 0.10 over ten classes. The same tiny ViT reaches ~0.95 on this split when trained
@@ -59,10 +60,14 @@ def full_run(digits, s3, tmp_path_factory):
         Key=f"out/digits-full/attempts/{EARLIER_ATTEMPT}/predictions/part-0.parquet",
         Body=b"half-written",
     )
-    proc = run_cli(tmp_path_factory.mktemp("cfg"), config, s3)
+    # Every request of the run passes a recording proxy: the order of its writes is proven
+    # from what the S3 server was asked, not from one-second LastModified stamps.
+    with FaultProxy(s3.endpoint) as proxy:
+        proc = run_cli(tmp_path_factory.mktemp("cfg"), config, ThroughProxy(s3, proxy))
+        seen = list(proxy.seen)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = read_json(s3, "runs", "out/digits-full/summary.json")
-    return {"proc": proc, "summary": summary, "config": config}
+    return {"proc": proc, "summary": summary, "config": config, "seen": seen}
 
 
 EARLIER_ATTEMPT = "20261125T000000Z-deadbeef"
@@ -142,6 +147,13 @@ def test_grayscale_and_other_modes_were_converted(full_run, digits):
     )
 
 
+def test_the_summary_counts_the_rows_each_ray_node_prepared(full_run):
+    import ray.util
+
+    nodes = full_run["summary"]["prepared"]["nodes"]
+    assert nodes == {ray.util.get_node_ip_address(): full_run["summary"]["counts"]["read"]}, nodes
+
+
 def test_training_was_data_parallel_and_in_sync(full_run):
     sync = full_run["summary"]["training"]
     assert sync["ddp"] == "DistributedDataParallel"
@@ -150,15 +162,40 @@ def test_training_was_data_parallel_and_in_sync(full_run):
 
 
 def test_checkpoints_and_summary_order(full_run, s3):
-    client = s3.client()
     ckpt = full_run["summary"]["checkpointUri"]
     assert ckpt.startswith("s3://runs/out/digits-full/checkpoints/")
     ckpt_keys = keys(s3, "runs", ckpt.removeprefix("s3://runs/"))
     assert any(k.endswith("model.safetensors") for k in ckpt_keys)
-    summary_time = client.head_object(Bucket="runs", Key="out/digits-full/summary.json")["LastModified"]
-    for key in keys(s3, "runs", predictions_of(full_run["summary"])):
-        assert client.head_object(Bucket="runs", Key=key)["LastModified"] <= summary_time
     assert not any(k.endswith(".write-probe") for k in keys(s3, "runs", "out/digits-full/"))
+
+
+RUN = "out/digits-full/"
+
+
+def test_the_summary_is_committed_after_every_object_but_the_logs_and_progress(full_run, s3):
+    """From the S3 server's own request order (the recording proxy): the conditional put of
+    summary.json arrives after every other write of the run has finished, except three that
+    follow it by design: progress.json's final "done" (the operator reads the summary, not
+    progress, for the outcome) and the driver log's two copies (written after Ray shuts down,
+    so that they hold its last lines). Every object under the run's prefix was written
+    through the proxy, so none escapes the check."""
+    attempt = full_run["summary"]["attemptId"]
+    writes = [
+        r for r in full_run["seen"] if r.method in ("PUT", "POST") and r.key.startswith(RUN) and 200 <= r.status < 300
+    ]
+    commits = [r for r in writes if r.key == RUN + "summary.json"]
+    assert len(commits) == 1 and commits[0].conditional, commits
+    commit = commits[0]
+    after = {r.key for r in writes if r.finished > commit.arrived and r is not commit}
+    assert after == {RUN + "progress.json", RUN + "driver.log", f"{RUN}attempts/{attempt}/driver.log"}, after
+    before = {r.key for r in writes if r.finished < commit.arrived}
+    stored = set(keys(s3, "runs", RUN)) - {f"{RUN}attempts/{EARLIER_ATTEMPT}/predictions/part-0.parquet"}
+    assert stored - before - after == {RUN + "summary.json"}, "objects written outside the proxy's view"
+    named = [predictions_of(full_run["summary"]), full_run["summary"]["reportUri"].removeprefix("s3://runs/")]
+    named.append(full_run["summary"]["checkpointUri"].removeprefix("s3://runs/") + "/")
+    named.append(full_run["summary"]["tensorboardUri"].removeprefix("s3://runs/") + "/")
+    for name in named:
+        assert any(k.startswith(name) or k == name for k in before), f"{name}: not written before the commit"
 
 
 def test_progress_record_tells_where_training_ended(full_run, s3):
@@ -312,8 +349,6 @@ def test_report_opens_in_a_real_browser(full_run, s3, tmp_path):
     assert summary["reportUri"] == f"s3://runs/out/digits-full/attempts/{summary['attemptId']}/report.html"
     key = summary["reportUri"].removeprefix("s3://runs/")
     client = s3.client()
-    head = client.head_object(Bucket="runs", Key=key)
-    assert head["LastModified"] <= client.head_object(Bucket="runs", Key="out/digits-full/summary.json")["LastModified"]
     page = tmp_path / "report.html"
     page.write_bytes(client.get_object(Bucket="runs", Key=key)["Body"].read())
     shown = render(page, tmp_path / "report.png")
