@@ -198,16 +198,29 @@ TWO_PODS = {
 
 
 def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
-    """The CPU example, one worker pod. TWO_PODS (two worker pods, one deleted mid-training) is
-    not run in CI yet: see issue 18's note (its last kind run left both workers on one pod)."""
-    doc = pipeline_manifest("digits", e2e.images.pipeline)
+    """The CPU example on two worker pods, one of them deleted mid-training: KubeRay replaces
+    the pod, Ray Train restarts its workers from the last checkpoint in S3, and the run still
+    ends Succeeded, saying in its status and Events that a worker was lost."""
+    doc = pipeline_manifest("digits", e2e.images.pipeline, **TWO_PODS)
     e2e.kubectl.apply([doc])
     auth: dict = {}
+    deleted: dict = {}
 
     def on_change(obj):
         st = obj.get("status") or {}
         if not auth and st.get("phase") == "Running" and st.get("rayClusterName"):
             auth.update(check_token_auth(e2e, st["rayClusterName"]))
+        step = (st.get("progress") or {}).get("step") or 0
+        if (
+            not deleted and st.get("stage") == "train" and step > steps_per_epoch(e2e, 2) + 1
+        ):  # past the first checkpoint
+            pods = e2e.kubectl.get_json(
+                "-n", RUN_NS, "pods", "-l", f"ray.io/cluster={st['rayClusterName']},ray.io/node-type=worker"
+            )
+            victim = sorted(p["metadata"]["name"] for p in pods["items"])[0]
+            e2e.kubectl("-n", RUN_NS, "delete", "pod", victim, "--wait=false")
+            deleted.update(pod=victim, atStep=step)
+            deploy.log(f"deleted worker pod {victim} at step {step}")
 
     obj, seen = watch(
         e2e,
@@ -246,12 +259,46 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     assert {"train", "done"} <= set(stages), seen
     assert any(s["progress"] and "step" in s["progress"] for s in seen), seen
 
+    # Across pods: the images were prepared by Ray Data tasks on both worker pods, and two Ray
+    # Train workers trained on two Ray nodes (pods), in sync after the restart.
+    summary = s3_json(e2e, f"{run_prefix}summary.json")
+    nodes = summary["prepared"]["nodes"]
+    assert len(nodes) == 2 and min(nodes.values()) > 0, nodes
+    assert sum(nodes.values()) == summary["counts"]["read"], (nodes, summary["counts"])
+    training = summary["training"]
+    e2e.report["twoPods"] = {"deleted": deleted, "preparedByNode": nodes, "training": training, "timeline": seen}
+    # DDP across pods: the first start put its two ranks on two pods. After the loss Ray Train
+    # restarts as soon as the cluster can hold both workers, which may be on the surviving pod
+    # before KubeRay's replacement is up; each start's placement is on record.
+    placements = training["placements"]
+    assert training["world_size"] == 2 and len(set(placements[0])) == 2, placements
+    assert len(placements) == training["worker_restarts"] + 1, placements
+    assert [w["ip"] for w in training["workers"]] == placements[-1] and len(set(training["weights_digests"])) == 1
+    # The lost pod: Ray Train restarted the workers from a checkpoint past step 0, within this attempt.
+    assert deleted, f"training never passed its first checkpoint while watched: {seen}"
+    assert training["worker_restarts"] >= 1, training
+    per_epoch = -(-(st["counts"]["train"] // 2) // 32)  # as stages/train.make_plan derives it
+    # The pod runs on through its termination grace period, so the checkpoint resumed from may
+    # be later than the step at the deletion; never step 0, never past the end.
+    assert per_epoch <= training["resumed_from_step"] < training["final_step"], (training, deleted)
+    assert training["resumed_from_step"] % per_epoch == 0, training  # a checkpoint: one per epoch
+    assert st.get("failedAttempts", 0) == 0, st  # recovered inside the attempt, not by a KubeRay retry
+    lost = [e for e in events(e2e, "digits") if e["reason"] == "TrainingWorkerLost"]
+    assert lost and lost[0]["type"] == "Warning", [e["reason"] for e in events(e2e, "digits")]
+    assert f"from the checkpoint at step {training['resumed_from_step']}" in lost[-1]["message"], lost[-1]
+    assert any("restarted from step" in (s["progress"] or "") for s in seen), seen
+
     e2e.report["success"] = {
         "timeline": seen,
         "phases": phase_split(seen),
         "auth": auth,
         "metrics": st["metrics"],
         "counts": st["counts"],
+        "workerDeleted": deleted,
+        "training": {
+            k: training[k] for k in ("world_size", "workers", "placements", "worker_restarts", "resumed_from_step")
+        },
+        "preparedByNode": nodes,
     }
 
     # Deleting the ViTPipeline removes its RayJob, RayCluster and pods.

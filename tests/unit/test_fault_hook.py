@@ -58,6 +58,17 @@ def test_a_restart_of_this_attempts_workers_is_counted_and_a_retry_is_not():
     assert "workerRestarts" not in start_record(None, _plan(), None)
 
 
+def test_each_start_of_an_attempt_keeps_where_its_workers_ran():
+    from vitpipeline.stages.train import start_record
+
+    first = start_record(None, _plan(), None, ["10.0.0.1", "10.0.0.2"])
+    assert first["placements"] == [["10.0.0.1", "10.0.0.2"]]
+    again = start_record({**first, "done": 3}, _plan(), 2, ["10.0.0.1", "10.0.0.1"])
+    assert again["placements"] == [["10.0.0.1", "10.0.0.2"], ["10.0.0.1", "10.0.0.1"]]
+    retried = start_record({**again, "trainerAttempt": "a1"}, _plan(), 2, ["10.0.0.3", "10.0.0.4"])
+    assert retried["placements"] == [["10.0.0.3", "10.0.0.4"]]  # another attempt starts its own list
+
+
 def test_cpu_training_workers_spread_over_the_ray_nodes_and_gpu_workers_pack():
     from vitpipeline.config import parse_config
     from vitpipeline.stages.train import make_plan

@@ -113,17 +113,25 @@ def make_plan(
     )
 
 
-def start_record(before: dict | None, plan: TrainPlan, resumed_from: int | None) -> dict:
+def start_record(
+    before: dict | None, plan: TrainPlan, resumed_from: int | None, placement: list[str] | None = None
+) -> dict:
     """Rank 0's first progress record of a training start. Ray Train restarts the workers of an
     attempt only when one was lost (FailureConfig): the record rank 0 last wrote names this
     attempt, so this start is restart n+1. A start that resumes without that record is a
-    retried attempt, or a rerun, picking up the run's checkpoints."""
+    retried attempt, or a rerun, picking up the run's checkpoints. `placements` lists, per
+    start of this attempt, the node IP of each rank: where the workers ran before a loss
+    stays on record after it."""
     record = {"stage": "train", "done": 0, "total": plan.max_steps, "trainerAttempt": plan.attempt_id}
     before = before or {}
+    placements: list = []
     if plan.attempt_id and before.get("trainerAttempt") == plan.attempt_id:
         record["workerRestarts"] = int(before.get("workerRestarts", 0)) + 1
+        placements = list(before.get("placements", []))
     if resumed_from is not None:
         record["resumedFromStep"] = resumed_from
+    if placement is not None:
+        record["placements"] = [*placements, placement]
     return record
 
 
@@ -385,6 +393,10 @@ def train_loop(plan: TrainPlan) -> None:
         trainer.add_callback(CopyTensorBoard(trainer))
     steps = StepClock()
     trainer.add_callback(steps)
+    placement = [ray.util.get_node_ip_address()]  # each rank's node, gathered by every rank
+    if dist.is_available() and dist.is_initialized():
+        placement = [None] * dist.get_world_size()
+        dist.all_gather_object(placement, ray.util.get_node_ip_address())
     start: dict = {}
     if plan.progress_uri and ctx.get_world_rank() == 0:
         import json
@@ -393,7 +405,7 @@ def train_loop(plan: TrainPlan) -> None:
 
         store = Store(plan.storage)
         before = json.loads(store.read_bytes(plan.progress_uri)) if store.exists(plan.progress_uri) else None
-        start = start_record(before, plan, _step_of(resume_from))
+        start = start_record(before, plan, _step_of(resume_from), placement)
         trainer.add_callback(ReportProgress(start))
     if plan.fail_at_step is not None and plan.fail_marker:
         trainer.add_callback(FailOnce())
@@ -427,6 +439,8 @@ def train_loop(plan: TrainPlan) -> None:
             "ddp": type(trainer.model_wrapped).__name__,
             "resumed_from_step": _step_of(resume_from),
             "worker_restarts": start.get("workerRestarts", 0),
+            # Per start of this attempt (the first, then each restart): each rank's node IP.
+            "placements": start.get("placements", [placement]),
             "precision": precision,
             "final_step": trainer.state.global_step,
             "world_size": ctx.get_world_size(),
