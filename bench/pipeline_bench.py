@@ -72,7 +72,7 @@ def _print(name: str, r: dict, runs: list[dict]) -> None:
     if "error" in r:
         print(f"{name:20s} FAILED: {r['error']} (peak {r['peak_rss_mib']:.0f} MiB)")
         return
-    extra = "".join(f"  {k} {r[k]}" for k in ("precision", "accuracy") if r.get(k) is not None)
+    extra = "".join(f"  {k} {r[k]}" for k in ("precision", "accuracy", "predicted") if r.get(k) is not None)
     if len(runs) > 1:
         extra += f"  (median of {len(runs)}: " + ", ".join(f"{x['seconds']:.1f}s" for x in runs) + ")"
     print(
@@ -107,8 +107,15 @@ def main() -> int:
     count = int(os.environ.get("BENCH_IMAGES", "2000"))
     timeout = float(os.environ.get("BENCH_TIMEOUT", "1800"))
     images = write_images(CACHE / f"images-{count}", count)
+    # New images for the end-to-end rows to predict, ours and the notebook's alike: as many
+    # as a 20% validation split would hold, drawn with another seed.
+    predict = write_images(CACHE / f"predict-{count // 5}", count // 5, seed=1)
+    os.environ["BENCH_PREDICT"] = str(predict)
     model = save_bench_model(CACHE / "bench-vit", num_labels=len(PHOTOS))
-    print(f"{count} images of 500x375 under {images}; model {model}; {os.cpu_count()} CPUs")
+    print(
+        f"{count} images of 500x375 under {images}, {count // 5} new ones to predict end to end; "
+        f"model {model}; {os.cpu_count()} CPUs"
+    )
     # The notebook's pools exactly as written, given a short while to show they make progress.
     hang = float(os.environ.get("BENCH_HANG_SECONDS", "120"))
     only = os.environ.get("BENCH_ONLY", "").split(",")

@@ -1,10 +1,11 @@
 """Operator benchmark against the local control plane (tests/testbed), no KubeRay running.
 
-    .venv/bin/python operator/bench_operator.py [--latency-runs 20] [--burst 100]
+    .venv/bin/python operator/bench_operator.py [--latency-runs 20] [--bursts 100,1000]
 
 Measures (1) ViTPipeline creation -> its RayJob's creation, p50/p95 over sequential runs;
-(2) the time for a burst of ViTPipelines created at once to all have RayJobs; (3) the
-operator's RSS (current and peak). RayJob arrival times come from a watch, not polling.
+(2) for each burst of ViTPipelines created at once (8 client threads): the time until every
+one has its RayJob, and each one's creation -> RayJob latency, p50/p95; (3) the operator's
+RSS (current and peak) after each. RayJob arrival times come from a watch, not polling.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def pct(values: list[float], q: float) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency-runs", type=int, default=20)
-    ap.add_argument("--burst", type=int, default=100)
+    ap.add_argument("--bursts", default="100,1000", help="burst sizes, comma-separated, run in turn")
     args = ap.parse_args()
 
     import yaml
@@ -150,21 +151,23 @@ def main() -> int:
                 arrivals.wait([name], timeout=60)
                 latencies.append(arrivals.times[name] - t0)
 
-            names = [f"burst-{i}" for i in range(args.burst)]
-            t0 = time.monotonic()
-            with ThreadPoolExecutor(8) as pool:
-                list(
-                    pool.map(
-                        lambda n: co.create_namespaced_custom_object(
-                            "vitpipeline.dev", "v1alpha1", ns, "vitpipelines", body(n)
-                        ),
-                        names,
-                    )
-                )
-            created = time.monotonic() - t0
-            arrivals.wait(names, timeout=600)
-            burst = max(arrivals.times[n] for n in names) - t0
-            rss_now, rss_peak = rss_kib(op.pid)
+            bursts = []
+            for size in (int(x) for x in args.bursts.split(",")):
+                names = [f"burst{size}-{i}" for i in range(size)]
+                created_at: dict[str, float] = {}
+
+                def create(name: str, created_at: dict = created_at) -> None:
+                    co.create_namespaced_custom_object("vitpipeline.dev", "v1alpha1", ns, "vitpipelines", body(name))
+                    created_at[name] = time.monotonic()
+
+                t0 = time.monotonic()
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(create, names))
+                created = time.monotonic() - t0
+                arrivals.wait(names, timeout=1800)
+                waited = [(arrivals.times[n] - created_at[n]) * 1000 for n in names]
+                rss_now, rss_peak = rss_kib(op.pid)
+                bursts.append((size, created, max(arrivals.times[n] for n in names) - t0, waited, rss_now, rss_peak))
             arrivals.stop()
 
         ms = [x * 1000 for x in latencies]
@@ -172,14 +175,16 @@ def main() -> int:
             f"creation -> RayJob latency over {len(ms)} sequential ViTPipelines: "
             f"p50 {statistics.median(ms):.0f} ms, p95 {pct(ms, 0.95):.0f} ms, max {max(ms):.0f} ms"
         )
-        print(
-            f"burst of {args.burst} ViTPipelines: all created in {created:.2f} s, "
-            f"all RayJobs present after {burst:.2f} s"
-        )
-        print(
-            f"operator RSS: idle {rss_idle / 1024:.0f} MiB, after burst {rss_now / 1024:.0f} MiB, "
-            f"peak {rss_peak / 1024:.0f} MiB (with {args.latency_runs + args.burst} ViTPipelines watched)"
-        )
+        watched = args.latency_runs
+        for size, created, every, waited, rss_now, rss_peak in bursts:
+            watched += size
+            print(
+                f"burst of {size} ViTPipelines: all created in {created:.2f} s, every RayJob present after "
+                f"{every:.2f} s; creation -> RayJob p50 {statistics.median(waited) / 1000:.2f} s, "
+                f"p95 {pct(waited, 0.95) / 1000:.2f} s; operator RSS {rss_now / 1024:.0f} MiB "
+                f"(peak {rss_peak / 1024:.0f} MiB) with {watched} ViTPipelines watched"
+            )
+        print(f"operator RSS idle: {rss_idle / 1024:.0f} MiB")
         apiserver = cp.rss_bytes().get("kube-apiserver")
         if apiserver:
             print(f"kube-apiserver RSS: {apiserver / 2**20:.0f} MiB")
