@@ -161,7 +161,7 @@ def test_training_was_data_parallel_and_in_sync(full_run):
     assert len(digests) == 2 and digests[0] == digests[1]
 
 
-def test_checkpoints_and_summary_order(full_run, s3):
+def test_the_checkpoint_is_a_saved_model_in_s3_and_no_probe_is_left(full_run, s3):
     ckpt = full_run["summary"]["checkpointUri"]
     assert ckpt.startswith("s3://runs/out/digits-full/checkpoints/")
     ckpt_keys = keys(s3, "runs", ckpt.removeprefix("s3://runs/"))

@@ -3,9 +3,10 @@
 Transient errors (503 SlowDown, 500 InternalError) on every kind of request the pipeline
 makes, from the driver, Ray Data's read and write tasks, Ray Train's checkpoint uploads, the
 inference actors' checkpoint downloads and the commit, are retried and the run succeeds; the
-proxy records which process each fault met, and the test checks it was the one claimed. A permanent one (403 AccessDenied)
-fails the run in the stage that met it, with S3's reason in the CLI's one line and in the
-run's progress record (where the operator reads `status.message` from), and commits nothing.
+proxy records which process each fault met, and the test checks it was the one claimed. A
+permanent one (403 AccessDenied) fails the run in the stage that met it, with the config
+field, the object and S3's reason in the CLI's one line and in the run's progress record
+(where the operator reads `status.message` from), and commits nothing.
 """
 
 from __future__ import annotations
