@@ -161,6 +161,7 @@ def status_schema() -> dict:
                         "type": "integer",
                         "description": "Times Ray Train restarted this attempt's workers after losing one.",
                     },
+                    "attempt": _str("The run attempt training is in (a KubeRay retry or a resume starts a new one)."),
                     "lastUpdated": _str(),
                     "stale": {"type": "boolean"},
                     "note": _str(),

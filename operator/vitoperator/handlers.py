@@ -244,24 +244,17 @@ def resync(body: kopf.Body, namespace: str, status: kopf.Status, **_) -> None:
         raise kopf.TemporaryError(str(err), delay=RESYNC_SECONDS) from None
 
 
-STARTING = ("", "New", "Initializing")
-
-
 def _startup_deadline(pipeline: dict) -> int:
     default = ViTPipelineSpec.model_fields["startup_deadline_seconds"].default
     return (pipeline.get("spec") or {}).get("startupDeadlineSeconds", default)
 
 
 def _past_startup_deadline(pipeline: dict, rayjob: dict) -> bool:
-    """Still starting (KubeRay has not got the cluster up) after spec.startupDeadlineSeconds."""
-    if (rayjob.get("status") or {}).get("jobDeploymentStatus", "") not in STARTING:
-        return False
-    if rayjob["spec"].get("suspend"):
-        return False
+    """Still starting (KubeRay has not got the cluster up) spec.startupDeadlineSeconds after
+    this start began (the first, or the one after a resume or a retry)."""
+    since = startup.starting_since(rayjob)
     deadline = _startup_deadline(pipeline)
-    created = dt.datetime.strptime(rayjob["metadata"]["creationTimestamp"], "%Y-%m-%dT%H:%M:%SZ")
-    age = dt.datetime.now(dt.UTC) - created.replace(tzinfo=dt.UTC)
-    return deadline > 0 and age.total_seconds() > deadline
+    return since is not None and deadline > 0 and (dt.datetime.now(dt.UTC) - since).total_seconds() > deadline
 
 
 def _fail_startup(pipeline: dict, rayjob: dict) -> None:

@@ -79,6 +79,8 @@ def progress_status(
         for key in ("resumedFromStep", "workerRestarts"):
             if isinstance(training.get(key), int):
                 out[key] = training[key]
+        if isinstance(training.get("trainerAttempt"), str) and training["trainerAttempt"]:
+            out["attempt"] = training["trainerAttempt"]
     updated = record.get("updatedAt")
     stale = False
     if isinstance(updated, (int, float)):
@@ -116,16 +118,21 @@ def failure(record: dict | None) -> str | None:
 def training_event(previous: dict | None, current: dict | None) -> tuple[str, str, str] | None:
     """(type, reason, message) of the Event for what changed in training between two
     `status.progress` values: a worker lost (Ray Train restarted the workers from the last
-    checkpoint), or an attempt that resumed from the run's checkpoints; None otherwise."""
+    checkpoint), or an attempt that resumed from the run's checkpoints (a KubeRay retry, a
+    resume after suspension); None otherwise. A new attempt is told by its id, so that its
+    resume is seen even when the operator never read its earlier stages."""
     before, now = previous or {}, current or {}
     step = now.get("resumedFromStep")
-    if now.get("workerRestarts", 0) > before.get("workerRestarts", 0):
+    new_attempt = now.get("attempt") is not None and now.get("attempt") != before.get("attempt")
+    restarts_before = 0 if new_attempt else before.get("workerRestarts", 0)
+    if now.get("workerRestarts", 0) > restarts_before:
         return (
             "Warning",
             "TrainingWorkerLost",
             f"a training worker was lost; Ray Train restarted the workers from the checkpoint at step {step} "
             f"(restart {now['workerRestarts']})",
         )
-    if step is not None and before.get("resumedFromStep") is None and not now.get("workerRestarts"):
+    resumed = new_attempt or before.get("resumedFromStep") is None
+    if step is not None and resumed and not now.get("workerRestarts"):
         return "Normal", "TrainingResumed", f"training resumed from the run's checkpoint at step {step}"
     return None

@@ -7,6 +7,8 @@ quota, a bad Secret reference).
 
 from __future__ import annotations
 
+import datetime as dt
+
 WAITING_BAD = (
     "ErrImagePull",
     "ImagePullBackOff",
@@ -59,3 +61,32 @@ def why_not_started(rayjob: dict | None, raycluster: dict | None, pods: list[dic
         + (f": {reason}" if reason else "")
         + f"; {len(pods)} pod(s), none failing visibly"
     )
+
+
+STARTING = ("", "New", "Initializing")
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def starting_since(rayjob: dict) -> dt.datetime | None:
+    """When the RayJob's current start began, or None when it is not starting (or is between
+    two starts). The startup deadline counts from here.
+
+    KubeRay stamps `status.startTime` each time it moves a RayJob to Initializing: the first
+    start, and again after a resume (`spec.suspend` back to false, as Kueue does when it
+    admits a preempted job) and after a retry (`backoffLimit`). Counting from the RayJob's
+    creation instead would fail a run at once whose cluster starts again after it ran, or sat
+    suspended, for longer than the deadline. Before KubeRay first picks the RayJob up (no
+    status yet) the creation time is the start. A RayJob back in New with an old startTime
+    is one reconcile away from its next Initializing: not counted."""
+    st = rayjob.get("status") or {}
+    deploy = st.get("jobDeploymentStatus") or ""
+    if deploy not in STARTING or (rayjob.get("spec") or {}).get("suspend"):
+        return None
+    stamp = st.get("startTime")
+    if deploy == "Initializing":
+        stamp = stamp or rayjob["metadata"]["creationTimestamp"]
+    elif stamp:
+        return None
+    else:
+        stamp = rayjob["metadata"]["creationTimestamp"]
+    return dt.datetime.strptime(stamp, TIME_FORMAT).replace(tzinfo=dt.UTC)

@@ -67,8 +67,9 @@ def vitp(e2e, name: str) -> dict:
     return e2e.kubectl.get_json("-n", RUN_NS, "vitpipeline", name)
 
 
-def watch(e2e, name: str, until, timeout: float, on_change=None) -> tuple[dict, list[dict]]:
-    """Poll the ViTPipeline until `until(obj)`; return it and every distinct status seen, timed."""
+def watch(e2e, name: str, until, timeout: float, on_poll=None) -> tuple[dict, list[dict]]:
+    """Poll the ViTPipeline until `until(obj)`; return it and every distinct status seen, timed.
+    `on_poll(obj)` runs after every poll (the scenario's faults are driven from it)."""
     seen: list[dict] = []
     start = time.monotonic()
     while True:
@@ -87,8 +88,8 @@ def watch(e2e, name: str, until, timeout: float, on_change=None) -> tuple[dict, 
         if not seen or {k: v for k, v in seen[-1].items() if k != "t"} != key:
             seen.append({**key, "t": round(time.monotonic() - start, 1)})
             deploy.log(f"{name}: {seen[-1]}")
-            if on_change:
-                on_change(obj)
+        if on_poll:
+            on_poll(obj)
         if until(obj):
             return obj, seen
         assert time.monotonic() - start < timeout, f"{name} after {timeout}s: {st}\nseen: {seen}"
@@ -185,51 +186,142 @@ def test_gpu_pipeline_on_a_cpu_only_cluster_fails_fast_saying_why(e2e):
     e2e.kubectl("-n", RUN_NS, "delete", "vitpipeline", "needs-gpu", "--wait=true")
 
 
-# Two worker pods, so that DDP and the shard feed cross a Ray node boundary; one is deleted
-# past the first checkpoint. Requests on the 2-CPU node: 1000m for the rest, 200m head, 2 x
-# 300m workers, 100m submitter. Ray counts each worker pod as 1 CPU (300m rounded up).
+# Two worker pods, so that DDP and the shard feed cross a Ray node boundary. Requests on the
+# 2-CPU node: 1000m for the rest, 200m head, 2 x 300m workers, 100m submitter. Ray counts each
+# worker pod as 1 CPU (300m rounded up). backoffLimit 1: the head's loss may be recovered by
+# KubeRay's retry of the RayJob (see the scenario).
 TWO_PODS = {
     "head.cpu": "200m",
     "workers.replicas": 2,
     "workers.cpu": "300m",
     "workers.memory": "3Gi",
     "pipeline.training.numWorkers": 2,
+    "pipeline.training.epochs": 20,  # room for three faults: each resumes from a checkpoint
+    "backoffLimit": 1,
 }
+# Rewritten by every attempt by design: the live progress record, the latest attempt's copy of
+# its driver log (each attempt's own stays under attempts/<id>/), the training record of the
+# latest start, and Ray Train's checkpoint rotation (the best two and the latest are kept).
+REWRITTEN = ("progress.json", "driver.log", "training.json")
+
+
+def s3_etags(e2e, prefix: str) -> dict[str, str]:
+    out = {}
+    for page in e2e.s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+        out.update({o["Key"]: o["ETag"] for o in page.get("Contents", [])})
+    return out
+
+
+def patch_suspend(e2e, name: str, value: bool) -> None:
+    e2e.kubectl(
+        "-n", RUN_NS, "patch", "vitpipeline", name, "--type=merge", "-p", json.dumps({"spec": {"suspend": value}})
+    )
+
+
+def cluster_gone(e2e, cluster: str, rayjob: str) -> bool:
+    return gone(e2e, "rayclusters", f"ray.io/originated-from-cr-name={rayjob}") and gone(
+        e2e, "pods", f"ray.io/cluster={cluster}"
+    )
+
+
+def checkpoint_steps(e2e, etags: dict[str, str]) -> dict[int, str]:
+    """step -> checkpoint prefix, for the checkpoints among `etags` that still exist."""
+    out = {}
+    for key in etags:
+        if key.endswith("/checkpoint/trainer_state.json"):
+            try:
+                out[int(s3_json(e2e, key)["global_step"])] = key.removesuffix("checkpoint/trainer_state.json")
+            except e2e.s3.exceptions.NoSuchKey:
+                pass
+    return out
 
 
 def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
-    """The CPU example on two worker pods, one of them deleted mid-training: KubeRay replaces
-    the pod, Ray Train restarts its workers from the last checkpoint in S3, and the run still
-    ends Succeeded, saying in its status and Events that a worker was lost."""
+    """The CPU example on two worker pods, through what a GPU cluster meets: a worker pod
+    deleted past the first checkpoint (Ray Train restarts its workers from it, within the
+    attempt), then the run suspended and resumed as Kueue preempts and re-admits it (the
+    cluster goes; a new one resumes from a checkpoint written before), then the head pod
+    deleted (KubeRay starts the job again; it resumes from the checkpoints once more). It
+    still ends Succeeded, saying in its status and Events what happened."""
     doc = pipeline_manifest("digits", e2e.images.pipeline, **TWO_PODS)
     e2e.kubectl.apply([doc])
     auth: dict = {}
     deleted: dict = {}
+    suspended: dict = {}
+    resumed: dict = {}
+    head_lost: dict = {}
 
-    def on_change(obj):
+    def on_poll(obj):
         st = obj.get("status") or {}
+        progress = st.get("progress") or {}
+        step = progress.get("step") or 0
         if not auth and st.get("phase") == "Running" and st.get("rayClusterName"):
             auth.update(check_token_auth(e2e, st["rayClusterName"]))
-        step = (st.get("progress") or {}).get("step") or 0
-        if (
-            not deleted and st.get("stage") == "train" and step > steps_per_epoch(e2e, 2) + 1
-        ):  # past the first checkpoint
-            pods = e2e.kubectl.get_json(
-                "-n", RUN_NS, "pods", "-l", f"ray.io/cluster={st['rayClusterName']},ray.io/node-type=worker"
-            )
-            victim = sorted(p["metadata"]["name"] for p in pods["items"])[0]
-            e2e.kubectl("-n", RUN_NS, "delete", "pod", victim, "--wait=false")
-            deleted.update(pod=victim, atStep=step)
-            deploy.log(f"deleted worker pod {victim} at step {step}")
+        if not deleted:
+            if st.get("stage") == "train" and step > steps_per_epoch(e2e, 2) + 1:  # past the first checkpoint
+                pods = e2e.kubectl.get_json(
+                    "-n", RUN_NS, "pods", "-l", f"ray.io/cluster={st['rayClusterName']},ray.io/node-type=worker"
+                )
+                victim = sorted(p["metadata"]["name"] for p in pods["items"])[0]
+                e2e.kubectl("-n", RUN_NS, "delete", "pod", victim, "--wait=false")
+                deleted.update(pod=victim, atStep=step)
+                deploy.log(f"deleted worker pod {victim} at step {step}")
+        elif not suspended:
+            if st.get("stage") == "train" and (progress.get("workerRestarts") or 0) >= 1:
+                # The first attempt's record of its starts, before a later attempt replaces it.
+                first = s3_json(e2e, st["progressUri"].removeprefix(f"s3://{BUCKET}/"))
+                suspended.update(
+                    first=first,
+                    atStep=step,
+                    cluster=st["rayClusterName"],
+                    failedAttempts=st.get("failedAttempts", 0),
+                )
+                patch_suspend(e2e, "digits", True)
+                deploy.log(f"suspended at step {step}")
+        elif not resumed:
+            if st.get("phase") == "Suspended":
+                wait_for(
+                    lambda: cluster_gone(e2e, suspended["cluster"], st["rayJobName"]),
+                    180,
+                    "the suspended run's RayCluster and pods to go",
+                    interval=2,
+                )
+                resumed["before"] = s3_etags(e2e, run_prefix(st))
+                patch_suspend(e2e, "digits", False)
+                resumed["at"] = time.monotonic()
+                deploy.log("resumed")
+        elif not head_lost:
+            # The operator has read the new attempt's first training record (every 5 s here).
+            if st.get("stage") == "train" and progress.get("attempt") not in (
+                None,
+                suspended["first"]["trainerAttempt"],
+            ):
+                resumed.update(progress=dict(progress), cluster=st["rayClusterName"])
+                resumed["checkpoints"] = checkpoint_steps(e2e, resumed["before"])
+                resumed["checkpointsNow"] = s3_etags(e2e, f"{run_prefix(st)}checkpoints/")
+                heads = e2e.kubectl.get_json(
+                    "-n", RUN_NS, "pods", "-l", f"ray.io/cluster={st['rayClusterName']},ray.io/node-type=head"
+                )
+                victim = heads["items"][0]["metadata"]["name"]
+                e2e.kubectl("-n", RUN_NS, "delete", "pod", victim, "--wait=false")
+                head_lost.update(pod=victim, attempt=progress["attempt"], atStep=step)
+                deploy.log(f"deleted head pod {victim} at step {step}")
 
     obj, seen = watch(
         e2e,
         "digits",
         lambda o: (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"),
         timeout=1800,
-        on_change=on_change,
+        on_poll=on_poll,
     )
     st = obj["status"]
+    e2e.report["twoPods"] = {
+        "deleted": deleted,
+        "suspended": {k: v for k, v in suspended.items()},
+        "resumed": {k: v for k, v in resumed.items() if k not in ("before", "checkpointsNow")},
+        "headLost": head_lost,
+        "timeline": seen,
+    }
     assert st["phase"] == "Succeeded", json.dumps(st, indent=2)
 
     # Ray token auth is on: no token, no access (CVE-2023-48022 is about exactly that request).
@@ -242,51 +334,86 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     assert st["counts"]["usable"] == usable and st["counts"]["quarantined"] == len(written["corrupt"]), st["counts"]
     # A 2-layer ViT from random weights, 400 images, 15 epochs: well above chance (0.1), not 0.9.
     assert st["metrics"]["accuracy"] > 0.25, st["metrics"]
-    run_prefix = st["summaryUri"].removeprefix(f"s3://{BUCKET}/").removesuffix("summary.json")
-    keys = s3_keys(e2e, run_prefix)
-    assert f"{run_prefix}summary.json" in keys and f"{run_prefix}driver.log" in keys
+    prefix = run_prefix(st)
+    keys = s3_keys(e2e, prefix)
+    assert f"{prefix}summary.json" in keys and f"{prefix}driver.log" in keys
     predictions = st["predictionsUri"].removeprefix(f"s3://{BUCKET}/")
-    assert predictions.startswith(f"{run_prefix}attempts/"), st["predictionsUri"]
+    assert predictions.startswith(f"{prefix}attempts/"), st["predictionsUri"]
     assert any(k.startswith(f"{predictions}/") and k.endswith(".parquet") for k in keys), keys
-    assert any(k.startswith(f"{run_prefix}checkpoints/") for k in keys), keys
-    assert s3_json(e2e, f"{run_prefix}summary.json")["metrics"]["accuracy"] == st["metrics"]["accuracy"]
-    driver_log = e2e.s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}driver.log")["Body"].read().decode()
+    assert any(k.startswith(f"{prefix}checkpoints/") for k in keys), keys
+    summary = s3_json(e2e, f"{prefix}summary.json")
+    assert summary["metrics"]["accuracy"] == st["metrics"]["accuracy"]
+    driver_log = e2e.s3.get_object(Bucket=BUCKET, Key=f"{prefix}driver.log")["Body"].read().decode()
     assert "stage: train" in driver_log and "stage: infer" in driver_log
-    assert st["driverLogUri"] == f"s3://{BUCKET}/{run_prefix}driver.log"
+    assert st["driverLogUri"] == f"s3://{BUCKET}/{prefix}driver.log"
 
     # Progress moved through the stages while it ran.
     stages = [s["stage"] for s in seen if s["stage"]]
     assert {"train", "done"} <= set(stages), seen
     assert any(s["progress"] and "step" in s["progress"] for s in seen), seen
+    per_epoch = -(-(st["counts"]["train"] // 2) // 32)  # as stages/train.make_plan derives it
+    reasons = [e["reason"] for e in events(e2e, "digits")]
 
-    # Across pods: the images were prepared by Ray Data tasks on both worker pods, and two Ray
-    # Train workers trained on two Ray nodes (pods), in sync after the restart.
-    summary = s3_json(e2e, f"{run_prefix}summary.json")
+    # Across pods: the images were prepared by Ray Data tasks on both worker pods (by the first
+    # attempt; later ones reuse its shard set), and the Ray Train workers of each start were
+    # on record; the first start put its two ranks on two pods.
     nodes = summary["prepared"]["nodes"]
     assert len(nodes) == 2 and min(nodes.values()) > 0, nodes
     assert sum(nodes.values()) == summary["counts"]["read"], (nodes, summary["counts"])
-    training = summary["training"]
-    e2e.report["twoPods"] = {"deleted": deleted, "preparedByNode": nodes, "training": training, "timeline": seen}
-    # DDP across pods: the first start put its two ranks on two pods. After the loss Ray Train
-    # restarts as soon as the cluster can hold both workers, which may be on the surviving pod
-    # before KubeRay's replacement is up; each start's placement is on record.
-    placements = training["placements"]
-    assert training["world_size"] == 2 and len(set(placements[0])) == 2, placements
-    assert len(placements) == training["worker_restarts"] + 1, placements
-    assert [w["ip"] for w in training["workers"]] == placements[-1] and len(set(training["weights_digests"])) == 1
-    # The lost pod: Ray Train restarted the workers from a checkpoint past step 0, within this attempt.
+    assert summary["prepared"]["reused"] is True, summary["prepared"]
+
+    # 1. The worker pod lost: Ray Train restarted the workers from a checkpoint past step 0,
+    # within the first attempt (its own record, read before the suspension). After the loss
+    # Ray Train restarts as soon as the cluster can hold both workers, which may be on the
+    # surviving pod before KubeRay's replacement is up; each start's placement is on record.
     assert deleted, f"training never passed its first checkpoint while watched: {seen}"
-    assert training["worker_restarts"] >= 1, training
-    per_epoch = -(-(st["counts"]["train"] // 2) // 32)  # as stages/train.make_plan derives it
+    assert suspended, f"the lost worker's restart was never seen: {seen}"
+    first = suspended["first"]
+    placements = first["placements"]
+    assert len(set(placements[0])) == 2 and all(len(p) == 2 for p in placements), placements
+    assert first["workerRestarts"] >= 1 and len(placements) == first["workerRestarts"] + 1, first
     # The pod runs on through its termination grace period, so the checkpoint resumed from may
     # be later than the step at the deletion; never step 0, never past the end.
-    assert per_epoch <= training["resumed_from_step"] < training["final_step"], (training, deleted)
-    assert training["resumed_from_step"] % per_epoch == 0, training  # a checkpoint: one per epoch
-    assert st.get("failedAttempts", 0) == 0, st  # recovered inside the attempt, not by a KubeRay retry
+    assert per_epoch <= first["resumedFromStep"] < first["total"], (first, deleted)
+    assert first["resumedFromStep"] % per_epoch == 0, first  # a checkpoint: one per epoch
+    assert suspended["failedAttempts"] == 0, suspended  # recovered inside the attempt, not by a KubeRay retry
     lost = [e for e in events(e2e, "digits") if e["reason"] == "TrainingWorkerLost"]
-    assert lost and lost[0]["type"] == "Warning", [e["reason"] for e in events(e2e, "digits")]
-    assert f"from the checkpoint at step {training['resumed_from_step']}" in lost[-1]["message"], lost[-1]
+    assert lost and lost[0]["type"] == "Warning", reasons
+    assert any(f"from the checkpoint at step {first['resumedFromStep']}" in e["message"] for e in lost), lost
     assert any("restarted from step" in (s["progress"] or "") for s in seen), seen
+
+    # 2. Suspended (as Kueue preempts): the phase said so, the RayCluster and its pods went (waited
+    # for above); resumed, a new cluster started and a new attempt resumed from a checkpoint
+    # written before the suspension, byte for byte. Nothing written before it was lost or
+    # overwritten but what every attempt rewrites by design.
+    assert any(s["phase"] == "Suspended" for s in seen), seen
+    assert resumed.get("progress"), f"no attempt trained after the resume: {seen}"
+    assert resumed["cluster"] != suspended["cluster"], resumed
+    step = resumed["progress"].get("resumedFromStep")
+    assert step is not None and step >= per_epoch and step % per_epoch == 0, resumed["progress"]
+    checkpoint = resumed["checkpoints"].get(step)
+    assert checkpoint, (step, resumed["checkpoints"])
+    before = resumed["before"]
+    kept = {k: v for k, v in before.items() if k.startswith(checkpoint)}
+    assert kept and all(resumed["checkpointsNow"].get(k) == v for k, v in kept.items()), checkpoint
+    after = s3_etags(e2e, prefix)
+    changed = sorted(k for k, etag in before.items() if after.get(k) != etag)
+    by_design = [k for k in changed if k.removeprefix(prefix) in REWRITTEN or k.startswith(f"{prefix}checkpoints/")]
+    assert changed == by_design, sorted(set(changed) - set(by_design))
+    assert any(k.startswith(f"{prefix}attempts/{first['trainerAttempt']}/prepared/") for k in before), before
+    resumes = [e["message"] for e in events(e2e, "digits") if e["reason"] == "TrainingResumed"]
+    assert f"training resumed from the run's checkpoint at step {step}" in resumes, resumes
+
+    # 3. The head pod lost: KubeRay started the job again (its submitter's retry against the new
+    # head, or a retry within backoffLimit), and a third attempt resumed from the checkpoints
+    # and committed. The training record is that attempt's: two ranks, in sync.
+    assert head_lost, f"the resumed attempt was never seen training: {seen}"
+    training = summary["training"]
+    assert summary["attemptId"] not in (first["trainerAttempt"], head_lost["attempt"]), summary["attemptId"]
+    assert training["resumed_from_step"] >= per_epoch and training["resumed_from_step"] % per_epoch == 0, training
+    assert training["world_size"] == 2 and len(set(training["weights_digests"])) == 1, training
+    assert [w["ip"] for w in training["workers"]] == training["placements"][-1], training
+    assert st.get("failedAttempts", 0) <= 1, st
 
     e2e.report["success"] = {
         "timeline": seen,
@@ -295,7 +422,12 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
         "metrics": st["metrics"],
         "counts": st["counts"],
         "workerDeleted": deleted,
-        "training": {
+        "firstAttempt": {k: first.get(k) for k in ("placements", "workerRestarts", "resumedFromStep")},
+        "suspendedAtStep": suspended["atStep"],
+        "resumedFromStep": step,
+        "headDeleted": head_lost,
+        "recoveredHeadLossBy": "a RayJob retry (backoffLimit)" if st.get("failedAttempts") else "the submitter's retry",
+        "finalAttempt": {
             k: training[k] for k in ("world_size", "workers", "placements", "worker_restarts", "resumed_from_step")
         },
         "preparedByNode": nodes,
@@ -306,14 +438,16 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     selector = "vitpipeline.dev/pipeline=digits"
     wait_for(lambda: gone(e2e, "rayjobs", selector), 120, "the RayJob to go", interval=2)
     wait_for(
-        lambda: (
-            gone(e2e, "rayclusters", f"ray.io/originated-from-cr-name={st['rayJobName']}")
-            and gone(e2e, "pods", f"ray.io/cluster={st['rayClusterName']}")
-        ),
+        lambda: cluster_gone(e2e, st["rayClusterName"], st["rayJobName"]),
         180,
         "the RayCluster and its pods to go",
         interval=2,
     )
+
+
+def run_prefix(st: dict) -> str:
+    """The run's key prefix in the bucket, from the URIs the operator puts in status at once."""
+    return st["progressUri"].removeprefix(f"s3://{BUCKET}/").removesuffix("progress.json")
 
 
 def steps_per_epoch(e2e, workers: int) -> int:
@@ -356,9 +490,9 @@ def test_failing_run_ends_failed_with_the_pipelines_reason_after_kuberay_retries
     assert st.get("failedAttempts") == 2, st  # backoffLimit 1: the first attempt and one retry
     reasons = [e["reason"] for e in events(e2e, "no-images")]
     assert "PipelineFailed" in reasons, reasons
-    run_prefix = st["summaryUri"].removeprefix(f"s3://{BUCKET}/").removesuffix("summary.json")
-    logs = [k for k in s3_keys(e2e, f"{run_prefix}attempts/") if k.endswith("/driver.log")]
+    prefix = run_prefix(st)
+    logs = [k for k in s3_keys(e2e, f"{prefix}attempts/") if k.endswith("/driver.log")]
     assert len(logs) == 2, logs  # each attempt's driver log is kept
-    assert "does not exist" in e2e.s3.get_object(Bucket=BUCKET, Key=f"{run_prefix}driver.log")["Body"].read().decode()
+    assert "does not exist" in e2e.s3.get_object(Bucket=BUCKET, Key=f"{prefix}driver.log")["Body"].read().decode()
     e2e.report["failure"] = {"timeline": seen, "message": st["message"]}
     e2e.kubectl("-n", RUN_NS, "delete", "vitpipeline", "no-images", "--wait=true", timeout=300)

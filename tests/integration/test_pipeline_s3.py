@@ -215,35 +215,6 @@ def test_finished_run_is_not_redone(full_run, s3, tmp_path):
     assert s3.client().head_object(Bucket="runs", Key="out/digits-full/summary.json")["ETag"] == before
 
 
-def test_labels_csv_joined_by_path(digits, s3, tmp_path):
-    """Labels from a CSV listed in reverse order of the files: a positional zip would scramble
-    them; a join by path keeps each image's own label."""
-    client = s3.client()
-    files = sorted(k for k in keys(s3, "data", "digits/") if k.endswith((".jpg", ".png")))
-    rows = [(k.removeprefix("digits/"), k.split("/")[1]) for k in files if "/0" in k]
-    csv = "image,digit\n" + "".join(f"{p},{label}\n" for p, label in reversed(rows))
-    client.put_object(Bucket="data", Key="labels/digits.csv", Body=csv.encode())
-    config = {
-        "runId": "digits-csv",
-        "data": {
-            "sources": [{"uri": "s3://data/digits"}],
-            "labelsCsv": {"uri": "s3://data/labels/digits.csv", "pathColumn": "image", "labelColumn": "digit"},
-            "perClassLimit": 12,
-        },
-        "model": {"name": digits["model"]},
-        "training": {"numWorkers": 1, "epochs": 1, "batchSize": 16},
-        "output": {"uri": "s3://runs/out"},
-    }
-    proc = run_cli(tmp_path, config, s3)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    summary = read_json(s3, "runs", "out/digits-csv/summary.json")
-    assert summary["counts"]["unlabeled"] == len(keys(s3, "data", "digits/")) - len(rows)
-    df = predictions(s3, predictions_of(summary))
-    expected = dict(rows)
-    assert len(df) > 0
-    assert all(expected[p.split("/digits/")[1]] == t for p, t in zip(df["path"], df["true_label"], strict=True))
-
-
 def test_no_credential_appears_in_anything_the_run_wrote(full_run, s3):
     """The S3 key pair was in the run's environment; no output, log or record repeats it."""
     from support.s3server import ACCESS_KEY, SECRET_KEY

@@ -7,13 +7,18 @@ proxy records which process each fault met, and the test checks it was the one c
 permanent one (403 AccessDenied) fails the run in the stage that met it, with the config
 field, the object and S3's reason in the CLI's one line and in the run's progress record
 (where the operator reads `status.message` from), and commits nothing.
+
+The transient run also takes its labels from a CSV joined by path: one run, two facts.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import re
 
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from vitpipeline.demo import save_tiny_vit, write_digits
@@ -60,7 +65,10 @@ DATA_TASK = r"^ray::.*(Read|Write)"
 PREDICTOR = r"^ray::.*MapWorker"  # the Ray Data actor that holds the Predictor (its only actor pool)
 
 
-def test_transient_errors_on_every_kind_of_request_are_retried(data, s3, proxy, tmp_path):
+@pytest.fixture(scope="module")
+def transient_run(data, s3, tmp_path_factory):
+    """One run under transient faults on every kind of request, its labels from a CSV listed
+    in reverse order of the files (the other fact this run proves: a join by path)."""
     run = "transient"
     under = rf"^/{BUCKET}/runs/{run}/"
     faults = {  # what: (fault, the sender it must have met)
@@ -87,9 +95,30 @@ def test_transient_errors_on_every_kind_of_request_are_retried(data, s3, proxy, 
             DRIVER,
         ),
     }
-    for fault, _ in faults.values():
-        proxy.inject(fault)
-    proc = run_cli(tmp_path, config(run, data["model"]), ThroughProxy(s3, proxy))
+    client = s3.client()
+    listed = keys(s3, BUCKET, "data/digits/")
+    files = sorted(k for k in listed if k.endswith((".jpg", ".png")))
+    labelled = [(k.removeprefix("data/digits/"), k.split("/")[2]) for k in files if not k.endswith("1.png")]
+    csv = "image,digit\n" + "".join(f"{p},{label}\n" for p, label in reversed(labelled))
+    client.put_object(Bucket=BUCKET, Key="labels/digits.csv", Body=csv.encode())
+    cfg = config(run, data["model"])
+    cfg["data"]["labelsCsv"] = {
+        "uri": f"s3://{BUCKET}/labels/digits.csv",
+        "pathColumn": "image",
+        "labelColumn": "digit",
+    }
+    with FaultProxy(s3.endpoint) as proxy:
+        for fault, _ in faults.values():
+            proxy.inject(fault)
+        proc = run_cli(tmp_path_factory.mktemp("transient"), cfg, ThroughProxy(s3, proxy))
+    summary = None
+    if proc.returncode == 0:
+        summary = json.loads(client.get_object(Bucket=BUCKET, Key=f"runs/{run}/summary.json")["Body"].read())
+    return {"proc": proc, "faults": faults, "summary": summary, "labelled": dict(labelled), "listed": listed}
+
+
+def test_transient_errors_on_every_kind_of_request_are_retried(transient_run):
+    proc, faults = transient_run["proc"], transient_run["faults"]
     assert proc.returncode == 0, proc.stderr[-4000:]
     not_hit = {what: f.injected for what, (f, _) in faults.items() if f.injected != f.times}
     assert not not_hit, f"faults not all injected (so not all retried): {not_hit}"
@@ -100,8 +129,27 @@ def test_transient_errors_on_every_kind_of_request_are_retried(data, s3, proxy, 
     assert not any(elsewhere.values()), f"faults that met another process than claimed: {elsewhere}"
     commit_fault = faults["commit the summary with a conditional put"][0]
     assert all(hit.conditional for hit in commit_fault.hits)
-    summary = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"runs/{run}/summary.json")["Body"].read())
+    summary = transient_run["summary"]
     assert summary["counts"]["predicted"] == summary["counts"]["validation"] > 0
+
+
+def test_labels_from_a_csv_are_joined_by_path(transient_run, s3):
+    """The CSV lists the files in reverse order: a positional zip would scramble the labels;
+    a join by path keeps each image's own. Files the CSV leaves out are counted unlabeled."""
+    assert transient_run["proc"].returncode == 0, transient_run["proc"].stderr[-4000:]
+    summary, labelled = transient_run["summary"], transient_run["labelled"]
+    assert summary["counts"]["unlabeled"] == len(transient_run["listed"]) - len(labelled) > 0
+    client = s3.client()
+    uri = summary["predictionsUri"].removeprefix(f"s3://{BUCKET}/")
+    tables = [
+        pq.read_table(io.BytesIO(client.get_object(Bucket=BUCKET, Key=k)["Body"].read())).to_pandas()
+        for k in keys(s3, BUCKET, uri + "/")
+        if k.endswith(".parquet")
+    ]
+    df = pd.concat(tables, ignore_index=True)
+    assert len(df) == summary["counts"]["predicted"] > 0
+    got = {p.split("/data/digits/")[1]: t for p, t in zip(df["path"], df["true_label"], strict=True)}
+    assert got == {p: labelled[p] for p in got}
 
 
 def test_permanent_error_fails_with_its_reason_and_commits_nothing(data, s3, proxy, tmp_path):

@@ -706,3 +706,50 @@ def test_a_cluster_slow_to_start_within_its_deadline_is_not_failed(vitp_crd, api
     assert get_rayjob(api, namespace, "slow-start")["spec"].get("suspend") is not True
     assert "StartupDeadlineExceeded" not in events_for(vitp_crd, namespace, "slow-start")
     assert_never_forbidden(limited_operator)
+
+
+def test_a_cluster_started_again_after_a_long_suspension_gets_its_whole_deadline(
+    vitp_crd, api, namespace, limited_operator
+):  # noqa: F811
+    """Kueue preempts a run, and admits it again long after: the new start has its whole
+    startupDeadlineSeconds, counted from KubeRay's status.startTime for that start (not from
+    the RayJob's creation, which is older than the deadline by then), and is failed once
+    that start overruns it."""
+    deadline = 4
+    api.create_namespaced_custom_object(
+        *VITP, namespace, "vitpipelines", manifest("preempted", {**minimal_spec(), "startupDeadlineSeconds": deadline})
+    )
+    job = wait_for(lambda: get_rayjob(api, namespace, "preempted"), what="the RayJob")
+    kuberay_says(api, namespace, "preempted", jobDeploymentStatus="Running", jobStatus="RUNNING")
+    wait_phase(api, namespace, "preempted", "Running", "JobRunning")
+    api.patch_namespaced_custom_object(*VITP, namespace, "vitpipelines", "preempted", {"spec": {"suspend": True}})
+    wait_for(
+        lambda: get_rayjob(api, namespace, "preempted")["spec"].get("suspend") is True, what="the RayJob suspended"
+    )
+    kuberay_says(api, namespace, "preempted", jobDeploymentStatus="Suspended", jobStatus="NEW")
+    wait_phase(api, namespace, "preempted", "Suspended", "Suspended")
+
+    def age() -> float:
+        return since_created(job, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    wait_for(lambda: age() > deadline + 1, timeout=deadline + 5, what="the deadline to pass while suspended")
+    api.patch_namespaced_custom_object(*VITP, namespace, "vitpipelines", "preempted", {"spec": {"suspend": False}})
+    wait_for(lambda: get_rayjob(api, namespace, "preempted")["spec"].get("suspend") is False, what="the RayJob resumed")
+    started = time.monotonic()
+    kuberay_says(
+        api,
+        namespace,
+        "preempted",
+        jobDeploymentStatus="Initializing",
+        startTime=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    wait_phase(api, namespace, "preempted", "Pending", "Initializing")
+    seen = resyncs(limited_operator)
+    wait_for(lambda: resyncs(limited_operator) >= seen + 2, timeout=deadline, what="two resyncs of the new start")
+    st = status_of(api, namespace, "preempted")
+    assert time.monotonic() - started < deadline, "the operator re-checked too late for this test to prove anything"
+    assert (st["phase"], st["reason"]) == ("Pending", "Initializing"), st
+    # The new start's own deadline still holds.
+    st = wait_phase(api, namespace, "preempted", "Failed", "StartupDeadlineExceeded", timeout=deadline + 15)
+    assert time.monotonic() - started >= deadline - 1, st  # startTime has one-second resolution
+    assert_never_forbidden(limited_operator)

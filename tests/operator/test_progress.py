@@ -110,3 +110,28 @@ def test_a_lost_worker_and_a_resumed_attempt_show_in_status_and_events():
         "training resumed from the run's checkpoint at step 4",
     )
     assert training_event({"step": 1}, {"step": 2}) is None
+
+
+def test_a_new_attempt_is_told_by_its_id_even_when_its_earlier_stages_were_missed():
+    """Resumed after a suspension: the status last read was the old attempt's, training on from a
+    worker restart; the first record read of the new one is already training."""
+    from vitoperator.progress import training_event
+
+    old = {"stage": "train", "done": 80, "total": 105, "updatedAt": NOW, "resumedFromStep": 70, "workerRestarts": 1}
+    old = progress_status({**old, "trainerAttempt": "20261203T100000Z-aa"}, NOW)["progress"]
+    assert old["attempt"] == "20261203T100000Z-aa"
+    new = {"stage": "train", "done": 77, "total": 105, "updatedAt": NOW, "resumedFromStep": 77}
+    new = progress_status({**new, "trainerAttempt": "20261203T101500Z-bb"}, NOW)["progress"]
+    assert training_event(old, new) == (
+        "Normal",
+        "TrainingResumed",
+        "training resumed from the run's checkpoint at step 77",
+    )
+    assert training_event(new, new) is None  # once per attempt
+    # A worker lost in the new attempt counts from its own restarts, not the old attempt's.
+    lost = progress_status(
+        {"stage": "train", "done": 90, "total": 105, "updatedAt": NOW, "resumedFromStep": 84, "workerRestarts": 1}
+        | {"trainerAttempt": "20261203T101500Z-bb"},
+        NOW,
+    )["progress"]
+    assert training_event(new, lost)[1] == "TrainingWorkerLost"

@@ -1,6 +1,10 @@
 """Why a Ray cluster never started, read off its RayCluster and pods."""
 
-from vitoperator.startup import why_not_started
+import datetime as dt
+
+import pytest
+
+from vitoperator.startup import starting_since, why_not_started
 
 RAYJOB = {"metadata": {"name": "rj"}, "status": {"rayClusterName": "rc"}}
 RAYCLUSTER = {"metadata": {"name": "rc"}, "status": {"state": "", "reason": ""}}
@@ -68,3 +72,31 @@ def test_no_cluster_or_no_kuberay():
         why_not_started(RAYJOB, {"metadata": {"name": "rc"}, "status": {"reason": "quota exceeded"}}, [])
         == "RayCluster rc has no pods: quota exceeded"
     )
+
+
+def rayjob_at(deploy: str, start_time: str | None = None, suspend: bool = False) -> dict:
+    st = {"jobDeploymentStatus": deploy} if deploy else {}
+    if start_time:
+        st["startTime"] = start_time
+    return {"metadata": {"creationTimestamp": "2026-12-03T10:00:00Z"}, "spec": {"suspend": suspend}, "status": st}
+
+
+@pytest.mark.parametrize(
+    ("deploy", "start_time", "suspend", "since"),
+    [
+        ("", None, False, "2026-12-03T10:00:00Z"),  # not yet picked up: from creation
+        ("New", None, False, "2026-12-03T10:00:00Z"),
+        ("Initializing", None, False, "2026-12-03T10:00:00Z"),
+        ("Initializing", "2026-12-03T10:00:05Z", False, "2026-12-03T10:00:05Z"),  # the first start
+        ("Initializing", "2026-12-03T13:00:00Z", False, "2026-12-03T13:00:00Z"),  # resumed or retried hours later
+        ("New", "2026-12-03T10:00:05Z", False, None),  # between two starts: the old stamp is stale
+        ("Initializing", "2026-12-03T10:00:05Z", True, None),  # suspended: not starting
+        ("Running", "2026-12-03T10:00:05Z", False, None),
+        ("Suspended", "2026-12-03T10:00:05Z", False, None),
+        ("Retrying", "2026-12-03T10:00:05Z", False, None),
+    ],
+)
+def test_the_startup_deadline_counts_from_the_start_under_way(deploy, start_time, suspend, since):
+    got = starting_since(rayjob_at(deploy, start_time, suspend))
+    want = dt.datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC) if since else None
+    assert got == want
