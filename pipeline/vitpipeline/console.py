@@ -116,6 +116,9 @@ class Console:
                 dynamic_ncols=True,
                 leave=True,
             )
+        total = p.get("total")
+        if total and self._bar.total != total:  # the stage's first record may come before the step count
+            self._bar.total = total
         accuracy = (p.get("metrics") or {}).get("accuracy")
         if accuracy is not None:
             self._bar.set_postfix_str(f"eval accuracy {accuracy:.4f}", refresh=False)

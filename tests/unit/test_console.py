@@ -35,3 +35,22 @@ def test_plain_lines_follow_the_steps_only_while_training():
     lines = [x for x in said if x.startswith("[vitpipeline] train: step ")]
     assert len(lines) >= 2 and "steps/s" in lines[-1] and "s left" in lines[-1]
     assert said[-1] == "[vitpipeline] stage: infer (5 items)" and len(said) == n
+
+
+def test_the_terminal_bar_takes_the_step_count_once_training_reports_it():
+    """The train stage's first record has no step count yet; the bar must not stay without one
+    (no total: no percentage, no time left)."""
+    screen = []
+    records = iter([{"stage": "train"}, *({"stage": "train", "done": d, "total": 40} for d in (0, 10, 20, 30))])
+    last = {"p": {"stage": "train"}}
+
+    def read():
+        last["p"] = next(records, last["p"])
+        return last["p"]
+
+    with Console(lambda text, **kw: screen.append(text), tty=True, read_progress=read, poll_s=0.05) as console:
+        console.say("[vitpipeline] stage: train")
+        time.sleep(0.5)
+        bar = console._bar
+        assert bar is not None and bar.total == 40 and bar.n == 30
+        assert "30/40" in str(bar)
