@@ -83,10 +83,6 @@ def starting_since(rayjob: dict) -> dt.datetime | None:
     if deploy not in STARTING or (rayjob.get("spec") or {}).get("suspend"):
         return None
     stamp = st.get("startTime")
-    if deploy == "Initializing":
-        stamp = stamp or rayjob["metadata"]["creationTimestamp"]
-    elif stamp:
+    if stamp and deploy != "Initializing":
         return None
-    else:
-        stamp = rayjob["metadata"]["creationTimestamp"]
-    return dt.datetime.strptime(stamp, TIME_FORMAT).replace(tzinfo=dt.UTC)
+    return dt.datetime.strptime(stamp or rayjob["metadata"]["creationTimestamp"], TIME_FORMAT).replace(tzinfo=dt.UTC)

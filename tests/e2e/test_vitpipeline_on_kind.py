@@ -317,7 +317,7 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     st = obj["status"]
     e2e.report["twoPods"] = {
         "deleted": deleted,
-        "suspended": {k: v for k, v in suspended.items()},
+        "suspended": dict(suspended),
         "resumed": {k: v for k, v in resumed.items() if k not in ("before", "checkpointsNow")},
         "headLost": head_lost,
         "timeline": seen,
