@@ -42,7 +42,7 @@ from .stages.prepare import (
     usable_rows,
 )
 from .storage.layout import AttemptLayout, RunLayout, attempt_id, is_s3
-from .storage.progress import Progress
+from .storage.progress import Counter, Progress
 from .storage.store import Store
 
 
@@ -136,6 +136,7 @@ def prepare_images(
     attempt: AttemptLayout,
     listing: Listing,
     geometry: Geometry,
+    progress: Progress,
 ) -> Prepared:
     digest = inputs_digest(listing.items, config.validation, geometry)
     manifest = (
@@ -148,7 +149,9 @@ def prepare_images(
     fs, path = store.resolve(uri)
     if not reused:
         rows = prepared(ingest.read_images(store, listing.items), config.validation, geometry, READ_CPUS)
-        rows.map_batches(tag_node, batch_format="numpy", num_cpus=READ_CPUS).write_parquet(path, filesystem=fs)
+        with Counter(progress) as counter:
+            rows = rows.map_batches(tag_node, batch_format="numpy", num_cpus=READ_CPUS)
+            counter.counted(rows, READ_CPUS).write_parquet(path, filesystem=fs)
     meta = ray.data.read_parquet(path, filesystem=fs).select_columns([*META_COLUMNS, NODE_COLUMN]).to_pandas()
     t = tally(
         meta["path"],
@@ -378,7 +381,9 @@ def _run_stages(
 
     progress.stage("prepare", total=len(listing.items))
     with _timed(timings, "prepare"):
-        prep = prepare_images(store, config, layout, attempt, listing, geometry)
+        prep = prepare_images(store, config, layout, attempt, listing, geometry, progress)
+    progress.update(done=len(listing.items))  # a reused shard set is done at once
+    progress.flush()
     counts = dict(prep.tally.counts)
     reused = " (reused from an earlier attempt)" if prep.reused else ""
     echo(
@@ -411,9 +416,9 @@ def _run_stages(
     with _timed(timings, "infer"):
         rows, with_truth, total = images_to_predict(store, config, prep, split, geometry)
         progress.stage("infer", total=total)
-        predicted = write_predictions(
-            predict(rows, config, plan.infer, result.checkpoint, geometry, with_truth, top_k), store, attempt
-        )
+        with Counter(progress) as counter:
+            predictions = predict(rows, config, plan.infer, result.checkpoint, geometry, with_truth, top_k)
+            predicted = write_predictions(counter.counted(predictions, READ_CPUS), store, attempt)
 
     progress.stage("commit")
     evaluation = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import subprocess
 import time
@@ -224,6 +225,21 @@ def cluster_gone(e2e, cluster: str, rayjob: str) -> bool:
     )
 
 
+def attempt_errors(e2e, prefix: str, most: int = 12) -> str:
+    """Each attempt's driver log, told by its error lines (exceptions, the pipeline's own
+    verdict): what a failed run's assertion shows (CI keeps no S3 and no report)."""
+    out = []
+    for key in sorted(k for k in s3_keys(e2e, f"{prefix}attempts/") if k.endswith("/driver.log")):
+        text = e2e.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().decode(errors="replace")
+        errors = [
+            line.strip()[:300]
+            for line in text.splitlines()
+            if re.search(r"\w+(Error|Exception)\b|^vitpipeline: |Traceback", line.strip())
+        ]
+        out.append(f"--- {key.removeprefix(prefix)}: " + "\n".join(dict.fromkeys(errors[-most:])))
+    return "\n".join(out)
+
+
 def checkpoint_steps(e2e, etags: dict[str, str]) -> dict[int, str]:
     """step -> checkpoint prefix, for the checkpoints among `etags` that still exist."""
     out = {}
@@ -304,7 +320,9 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
                 )
                 victim = heads["items"][0]["metadata"]["name"]
                 e2e.kubectl("-n", RUN_NS, "delete", "pod", victim, "--wait=false")
-                head_lost.update(pod=victim, attempt=progress["attempt"], atStep=step)
+                head_lost.update(
+                    pod=victim, attempt=progress["attempt"], atStep=step, failedAttempts=st.get("failedAttempts", 0)
+                )
                 deploy.log(f"deleted head pod {victim} at step {step}")
 
     obj, seen = watch(
@@ -322,7 +340,14 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
         "headLost": head_lost,
         "timeline": seen,
     }
-    assert st["phase"] == "Succeeded", json.dumps(st, indent=2)
+    prefix = run_prefix(st)
+    faults = {k: e2e.report["twoPods"][k] for k in ("deleted", "headLost")}
+    faults["suspended"] = {k: v for k, v in suspended.items() if k != "first"}
+    assert st["phase"] == "Succeeded", "\n".join(
+        [f"{st['phase']} after {st.get('failedAttempts', 0)} failed attempt(s): {st.get('message')}"]
+        + [f"{s['t']:>6}s {s['phase']}/{s['reason']}: {s['progress']}" for s in seen]
+        + [json.dumps(faults, default=str), attempt_errors(e2e, prefix)]
+    )
 
     # Ray token auth is on: no token, no access (CVE-2023-48022 is about exactly that request).
     assert auth["without token"] in (401, 403) and auth["wrong token"] in (401, 403), auth
@@ -334,7 +359,6 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     assert st["counts"]["usable"] == usable and st["counts"]["quarantined"] == len(written["corrupt"]), st["counts"]
     # A 2-layer ViT from random weights, 400 images, 15 epochs: well above chance (0.1), not 0.9.
     assert st["metrics"]["accuracy"] > 0.25, st["metrics"]
-    prefix = run_prefix(st)
     keys = s3_keys(e2e, prefix)
     assert f"{prefix}summary.json" in keys and f"{prefix}driver.log" in keys
     predictions = st["predictionsUri"].removeprefix(f"s3://{BUCKET}/")
@@ -408,6 +432,8 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     # head, or a retry within backoffLimit), and a third attempt resumed from the checkpoints
     # and committed. The training record is that attempt's: two ranks, in sync.
     assert head_lost, f"the resumed attempt was never seen training: {seen}"
+    # The head was lost by the resumed attempt itself, not by a retry of it.
+    assert head_lost["failedAttempts"] == suspended["failedAttempts"], (head_lost, suspended)
     training = summary["training"]
     assert summary["attemptId"] not in (first["trainerAttempt"], head_lost["attempt"]), summary["attemptId"]
     assert training["resumed_from_step"] >= per_epoch and training["resumed_from_step"] % per_epoch == 0, training

@@ -161,9 +161,9 @@ def test_a_retry_reuses_the_prepared_shards(streamed_run):
     layout = runner.RunLayout(config.output.uri, config.run_id)
     attempt = layout.attempt(runner.new_attempt_id())
     start = time.perf_counter()
-    prep = runner.prepare_images(
-        store, config, layout, attempt, runner.list_inputs(store, config), runner.model_geometry(config)
-    )
+    listing, geometry = runner.list_inputs(store, config), runner.model_geometry(config)
+    quiet = runner.Progress(None, layout.progress, config.run_id, echo=lambda *a, **k: None)
+    prep = runner.prepare_images(store, config, layout, attempt, listing, geometry, quiet)
     seconds = time.perf_counter() - start
     assert prep.reused and prep.uri == first["prepared"]["uri"] != attempt.prepared
     assert {k: prep.tally.counts[k] for k in ("read", "usable", "quarantined", "converted")} == {
@@ -171,3 +171,36 @@ def test_a_retry_reuses_the_prepared_shards(streamed_run):
     }
     assert not (streamed_run["root"] / "out" / "capped" / "attempts" / attempt.id).exists()
     assert seconds < first["timingsSeconds"]["prepare"]
+
+
+def test_a_stage_counts_its_images_while_they_go(capped_ray):
+    """The images done of a prepare or infer stage reach its progress record while Ray Data
+    runs, not at the end, and never above the stage's total."""
+    import threading
+    import time
+
+    from vitpipeline.storage.progress import Counter, Progress
+
+    def slow(batch):
+        time.sleep(0.25)
+        return batch
+
+    for total in (400, 300):  # 300: fewer than the rows counted (as when a task ran twice)
+        progress = Progress(None, "", "counted", echo=lambda *a, **k: None)
+        progress.stage("infer", total=total)
+        seen, stop = [], threading.Event()
+
+        def sample(progress, seen, stop):
+            while not stop.wait(0.05):
+                seen.append(progress.record["done"])
+
+        sampler = threading.Thread(target=sample, args=(progress, seen, stop))
+        sampler.start()
+        with Counter(progress, every_s=0.2) as counter:
+            rows = capped_ray.data.range(400, override_num_blocks=20).map_batches(slow, batch_size=20, num_cpus=0.5)
+            n = counter.counted(rows, 0.5).materialize().count()
+        stop.set()
+        sampler.join()
+        assert n == 400 and progress.record["done"] == total, (n, progress.record)
+        assert any(0 < d < total for d in seen), seen
+        assert max(seen + [0]) <= total, seen

@@ -1,19 +1,23 @@
-"""The CLI's training progress: a plain line every few seconds when not on a terminal."""
+"""The CLI's stage progress (images prepared, steps trained, images predicted): a bar on a
+terminal, a plain line every few seconds when not on one."""
 
 from __future__ import annotations
 
 import time
 
-from vitpipeline.console import Console, train_line
+from vitpipeline.console import Console, stage_line
 
 
-def test_train_line_says_step_rate_time_left_and_accuracy():
+def test_stage_line_says_count_rate_time_left_and_accuracy():
     p = {"stage": "train", "done": 30, "total": 60, "metrics": {"accuracy": 0.8125}}
-    assert train_line(p, 2.0) == "[vitpipeline] train: step 30/60 (50%), 2.00 steps/s, 15s left, eval accuracy 0.8125"
-    assert train_line({"done": 3}, None) == "[vitpipeline] train: step 3"
+    line = stage_line("train", p, 2.0)
+    assert line == "[vitpipeline] train: step 30/60 (50%), 2.00 steps/s, 15s left, eval accuracy 0.8125"
+    assert stage_line("train", {"done": 3}, None) == "[vitpipeline] train: step 3"
+    line = stage_line("infer", {"stage": "infer", "done": 200, "total": 360}, 40.0)
+    assert line == "[vitpipeline] infer: 200/360 images (56%), 40.00 images/s, 4s left"
 
 
-def test_plain_lines_follow_the_steps_only_while_training():
+def test_plain_lines_follow_the_stage_under_way_only():
     said, steps = [], iter(range(0, 1000, 5))
     state = {"p": {"stage": "train", "done": 0, "total": 100}}
 
@@ -24,9 +28,9 @@ def test_plain_lines_follow_the_steps_only_while_training():
     with Console(
         lambda text, **kw: said.append(text), tty=False, read_progress=read, poll_s=0.05, plain_every_s=0.1
     ) as console:
-        console.say("[vitpipeline] stage: prepare (10 items)")
+        console.say("[vitpipeline] stage: split")
         time.sleep(0.3)
-        assert said == ["[vitpipeline] stage: prepare (10 items)"]  # nothing polled outside training
+        assert said == ["[vitpipeline] stage: split"]  # a stage that does not count is not polled
         console.say("[vitpipeline] stage: train")
         time.sleep(0.6)
         console.say("[vitpipeline] stage: infer (5 items)")
@@ -54,3 +58,48 @@ def test_the_terminal_bar_takes_the_step_count_once_training_reports_it():
         bar = console._bar
         assert bar is not None and bar.total == 40 and bar.n == 30
         assert "30/40" in str(bar)
+
+
+def test_prepare_and_infer_get_a_bar_of_images_each():
+    """One bar per counting stage, in images: a record of an earlier stage is never drawn
+    into the next stage's bar."""
+    screen = []
+    state = {"p": {"stage": "prepare", "done": 0, "total": 50}}
+
+    def read():
+        p = state["p"]
+        state["p"] = {**p, "done": min(p["done"] + 10, p["total"])}
+        return p
+
+    with Console(lambda text, **kw: screen.append(text), tty=True, read_progress=read, poll_s=0.05) as console:
+        console.say("[vitpipeline] stage: prepare (50 items)")
+        time.sleep(0.5)
+        bar = console._bar
+        assert bar is not None and bar.unit == "image" and bar.total == 50 and bar.n == 50
+        assert "prepare" in bar.desc
+        state["p"] = {"stage": "prepare", "done": 50, "total": 50}  # the old record, still there
+        console.say("[vitpipeline] stage: infer (20 items)")
+        time.sleep(0.3)
+        assert console._bar is None  # the prepare record does not open an infer bar
+        state["p"] = {"stage": "infer", "done": 0, "total": 20}
+        time.sleep(0.4)
+        bar = console._bar
+        assert bar is not None and "infer" in bar.desc and bar.total == 20 and bar.n == 20
+    assert any("images/s" in text or "image/s" in text for text in screen), screen[-3:]
+
+
+def test_a_bar_ends_at_its_stages_last_count_before_the_next_stage_line():
+    """The driver writes a stage's last count just before it announces the next stage, sooner
+    than the next poll: the bar still closes at that count, above the new stage's line."""
+    screen = []
+    state = {"p": {"stage": "prepare", "done": 0, "total": 50}}
+    with Console(lambda text, **kw: screen.append(text), tty=True, read_progress=lambda: state["p"], poll_s=0.05) as c:
+        c.say("[vitpipeline] stage: prepare (50 items)")
+        time.sleep(0.3)
+        assert c._bar is not None and c._bar.n == 0
+        state["p"] = {"stage": "prepare", "done": 50, "total": 50}
+        c.say("[vitpipeline] stage: split")
+    stage_at = screen.index("[vitpipeline] stage: split")
+    drawn = "".join(screen[:stage_at])
+    assert "50/50" in drawn, drawn[-200:]
+    assert "prepare" not in "".join(screen[stage_at + 1 :])  # nothing of the old bar below the line
