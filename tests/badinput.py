@@ -149,6 +149,22 @@ CASES: list[Case] = [
         "rayImage: Field required",
     ),
     _api(
+        "api-neither-kind-of-run",
+        "no training data and no images to predict",
+        {"spec.pipeline.data": REMOVED, "spec.pipeline.training": REMOVED},
+        "spec.pipeline: Invalid value: data: required for a training run; a prediction-only run "
+        "names inference.sources instead",
+        "pipeline: data: required for a training run; a prediction-only run names inference.sources instead",
+    ),
+    _api(
+        "api-predict-only-with-training",
+        "a training section in a prediction-only run",
+        {"spec.pipeline.data": REMOVED, "spec.pipeline.inference.sources": [{"uri": "s3://vitp-test/new/"}]},
+        "spec.pipeline: Invalid value: training, split: a prediction-only run (no data) does not "
+        "train; remove them or add data",
+        "pipeline: training: a prediction-only run (no data) does not train; remove training or add data",
+    ),
+    _api(
         "api-empty-sources",
         "no data sources",
         {"spec.pipeline.data.sources": []},
@@ -381,7 +397,18 @@ CASES: list[Case] = [
         {"": ["runId: r1"]},
         "config: expected a mapping of fields",
     ),
-    _config("config-missing-data", "a required field missing", {"data": REMOVED}, "data: Field required"),
+    _config(
+        "config-neither-kind-of-run",
+        "neither training data nor images to predict",
+        {"data": REMOVED},
+        "data: required for a training run; a prediction-only run names inference.sources instead",
+    ),
+    _config(
+        "config-predict-only-with-training",
+        "a training section in a prediction-only run",
+        {"data": REMOVED, "inference.sources": [{"uri": "s3://bucket/new"}], "training.epochs": 2},
+        "training: a prediction-only run (no data) does not train; remove training or add data",
+    ),
     _config("config-missing-run-id", "a required field missing", {"runId": REMOVED}, "runId: Field required"),
     _config("config-missing-output-uri", "a required field missing", {"output": {}}, "output.uri: Field required"),
     _config(
@@ -566,6 +593,41 @@ CASES: list[Case] = [
         {"model.name": "no-such-org/no-such-model"},
         "model.name: 'no-such-org/no-such-model' is neither a local model directory…",
         says=("model.name: 'no-such-org/no-such-model' is neither a local model directory",),
+    ),
+    _cli(
+        "predict_checkpoint_without_model",
+        "a prediction-only run whose model.name is a checkpoint URI holding no model",
+        {
+            "data": REMOVED,
+            "inference.sources": [{"uri": "s3://bad-input/imgs"}],
+            "model.name": "s3://bad-input/out/gone/checkpoints/train/checkpoint_000003",
+        },
+        "model.name: 's3://bad-input/out/gone/checkpoints/train/checkpoint_000003' is neither a local model directory…",
+        says=(
+            "model.name: 's3://bad-input/out/gone/checkpoints/train/checkpoint_000003' is neither",
+            "a training run's checkpoint",
+        ),
+    ),
+    _cli(
+        "predict_empty_source",
+        "a prediction-only run whose source holds no files",
+        {"data": REMOVED, "inference.sources": [{"uri": "{empty_dir}"}]},
+        "inference.sources[0].uri: <path> holds no files",
+        says=("inference.sources[0].uri: ", " holds no files"),
+    ),
+    _cli(
+        "predict_no_usable_images",
+        "a prediction-only run whose source has no decodable image",
+        {"data": REMOVED, "inference.sources": [{"uri": "s3://bad-input/junk"}]},
+        "inference.sources: no usable images among 1 files (s3://bad-input/junk/only/notes.txt: not a "
+        "decodable image…)",
+        says=("inference.sources: no usable images among 1 files (s3://bad-input/junk/only/notes.txt: not a",),
+    ),
+    _cli(
+        "predict_top_k_over_classes",
+        "inference.topK larger than the model's class count",
+        {"data": REMOVED, "inference.sources": [{"uri": "s3://bad-input/imgs"}], "inference.topK": 50},
+        "inference.topK: 50 is more than the 10 classes the model predicts",
     ),
     _cli(
         "unwritable_output",

@@ -18,6 +18,7 @@ SPANS = {
     "split": (25, 27),
     "train": (27, 85),
     "infer": (85, 97),
+    "predict": (5, 97),  # a prediction-only run: ingest, then predict, then commit
     "commit": (97, 99),
     "done": (100, 100),
 }

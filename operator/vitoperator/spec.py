@@ -11,7 +11,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vitpipeline import config as pc
 from vitpipeline.config import RUN_ID_PATTERN, S3_URI_PATTERN
@@ -78,7 +78,20 @@ class S3OutputSpec(pc.OutputSpec):
     uri: S3Uri
 
 
+# The kind of run, refused by the API server as the model refuses it (PipelineConfig._kind_of_run).
+KIND_OF_RUN_RULE = {
+    "rule": "has(self.data) || (has(self.inference) && has(self.inference.sources))",
+    "message": "data: required for a training run; a prediction-only run names inference.sources instead",
+}
+PREDICT_ONLY_RULE = {
+    "rule": "has(self.data) || (!has(self.training) && !has(self.split))",
+    "message": "training, split: a prediction-only run (no data) does not train; remove them or add data",
+}
+
+
 class ClusterPipelineConfig(pc.PipelineConfig):
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [KIND_OF_RUN_RULE, PREDICT_ONLY_RULE]})
+
     run_id: str | None = Field(
         default=None,
         min_length=1,
@@ -86,7 +99,9 @@ class ClusterPipelineConfig(pc.PipelineConfig):
         pattern=RUN_ID_PATTERN,
         description="Run identity and S3 prefix segment. Default: <name>-<first 8 of uid>.",
     )
-    data: S3DataSpec
+    data: S3DataSpec | None = Field(
+        default=None, description="The labeled images to fine-tune on; absent in a prediction-only run."
+    )
     inference: S3InferenceSpec = S3InferenceSpec()
     output: S3OutputSpec
 

@@ -59,8 +59,32 @@ def config_from_manifest(manifest: dict, echo=None) -> PipelineConfig:
 
 
 def results_table(summary: dict) -> str:
+    """The run's outcome as aligned `name  value` lines, for either kind of run."""
+    rows = (_prediction_rows if summary.get("kind") == "predict" else _training_rows)(summary)
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _prediction_rows(summary: dict) -> list[tuple[str, str]]:
+    c, m, t, parts = summary["counts"], summary["metrics"], summary["timingsSeconds"], summary["parts"]
+    return [
+        ("run", summary["runId"]),
+        ("model", summary["model"]),
+        ("images predicted / listed", f"{c['predicted']} / {c['listed']}"),
+        ("quarantined", str(c["quarantined"])),
+        ("parts written / reused", f"{parts['written']} / {parts['reused']} (of {parts['total']})"),
+        ("labeled (evaluated)", str(c["labeled"])),
+        ("prediction accuracy", _fmt(m.get("predictionAccuracy"))),
+        ("macro F1", _fmt(m.get("macroF1"))),
+        ("predictions", summary["predictionsUri"]),
+        ("summary", summary["summaryUri"]),
+        ("wall time", f"{t['total']:.1f}s"),
+    ]
+
+
+def _training_rows(summary: dict) -> list[tuple[str, str]]:
     c, m, t = summary["counts"], summary["metrics"], summary["timingsSeconds"]
-    rows = [
+    return [
         ("run", summary["runId"]),
         ("images usable / read", f"{c['usable']} / {c['read']}"),
         ("quarantined", str(c["quarantined"])),
@@ -75,8 +99,6 @@ def results_table(summary: dict) -> str:
         ("summary", summary["summaryUri"]),
         ("wall time", f"{t['total']:.1f}s"),
     ]
-    width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
 
 
 def _fmt(x) -> str:

@@ -134,6 +134,10 @@ class InferenceSpec(_Model):
     sources: list[Source] | None = Field(default=None, min_length=1, max_length=256)
     # Labels (with scores) kept per image; unset: 5, or the class count when there are fewer.
     top_k: int | None = Field(default=None, ge=1, le=1000)
+    # A prediction-only run writes its predictions in parts of this many listed images, each
+    # one Parquet object written whole when its last image is predicted; a retry or rerun of
+    # the run skips every part already written for the same inputs and model.
+    part_size: int = Field(default=10_000, ge=1, le=1_000_000)
 
 
 class OutputSpec(_Model):
@@ -153,8 +157,15 @@ class StorageSpec(_Model):
 
 
 class PipelineConfig(_Model):
+    """Two kinds of run. With `data`, a training run: fine-tune `model.name` on the labeled
+    images, then predict the held-out split (or `inference.sources`). Without `data`, a
+    prediction-only run: classify `inference.sources` with `model.name` as it is (a Hub id, a
+    saved model directory or `s3://` prefix, or a training run's `checkpointUri`)."""
+
     run_id: str = Field(min_length=1, max_length=63, pattern=RUN_ID_PATTERN)
-    data: DataSpec
+    data: DataSpec | None = Field(
+        default=None, description="The labeled images to fine-tune on; absent in a prediction-only run."
+    )
     model: ModelSpec = ModelSpec()
     validation: ValidationSpec = ValidationSpec()
     split: SplitSpec = SplitSpec()
@@ -162,6 +173,26 @@ class PipelineConfig(_Model):
     inference: InferenceSpec = InferenceSpec()
     output: OutputSpec
     storage: StorageSpec = StorageSpec()
+
+    @property
+    def predicts_only(self) -> bool:
+        return self.data is None
+
+    @model_validator(mode="after")
+    def _kind_of_run(self) -> PipelineConfig:
+        if self.data is None:
+            if self.inference.sources is None:
+                raise ValueError(
+                    "data: required for a training run; a prediction-only run names inference.sources instead"
+                )
+            # Compared by value, not by presence: a config dumped with its defaults (as the
+            # operator renders it) parses back the same.
+            for section, default in (("training", TrainingSpec()), ("split", SplitSpec())):
+                if getattr(self, section) != default:
+                    raise ValueError(
+                        f"{section}: a prediction-only run (no data) does not train; remove {section} or add data"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _gpu_precision(self) -> PipelineConfig:

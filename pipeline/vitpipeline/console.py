@@ -29,7 +29,7 @@ class _ToScreen:
         pass
 
 
-UNITS = {"prepare": "image", "train": "step", "infer": "image"}  # the stages that count as they go
+UNITS = {"prepare": "image", "train": "step", "infer": "image", "predict": "image"}  # the stages that count as they go
 
 
 def stage_line(stage: str, p: dict, rate: float | None) -> str:

@@ -161,7 +161,7 @@ def build(summary: dict, mistakes: list[dict]) -> str:
     m, c = summary.get("metrics", {}), summary["counts"]
     ev = summary.get("evaluation")
     kpis = [
-        ("eval accuracy", m.get("accuracy")),
+        ("eval accuracy", m.get("accuracy") if summary.get("kind") != "predict" else None),
         ("prediction accuracy", m.get("predictionAccuracy")),
         ("macro F1", m.get("macroF1")),
         ("top-5 accuracy", m.get("top5Accuracy")),
@@ -184,10 +184,15 @@ def build(summary: dict, mistakes: list[dict]) -> str:
             ],
             "counts",
         ),
-        "<h2>Training</h2>",
-        _figure("curves", curves_figure(summary.get("history") or []), "Loss by step and evaluation accuracy by epoch"),
-        "<h2>Evaluation of the predictions</h2>",
     ]
+    if summary.get("kind") != "predict":  # a prediction-only run trains nothing
+        parts += [
+            "<h2>Training</h2>",
+            _figure(
+                "curves", curves_figure(summary.get("history") or []), "Loss by step and evaluation accuracy by epoch"
+            ),
+        ]
+    parts.append("<h2>Evaluation of the predictions</h2>")
     if ev is None:
         parts.append('<p id="no-evaluation">The predicted images carry no labels: nothing to evaluate.</p>')
     else:
@@ -232,7 +237,7 @@ def build(summary: dict, mistakes: list[dict]) -> str:
     )
     parts.append("<h2>Time per stage</h2>")
     parts.append(_figure("timings", timings_figure(summary.get("timingsSeconds", {})), "Wall time of each stage"))
-    links = [(k, summary.get(k)) for k in ("summaryUri", "predictionsUri", "checkpointUri", "driverLogUri")]
+    links = [(k, summary.get(k)) for k in ("summaryUri", "predictionsUri", "checkpointUri", "model", "driverLogUri")]
     parts.append(_table(["output", "location"], [[k, v] for k, v in links if v], "outputs"))
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"

@@ -24,6 +24,7 @@ from .rules import resources
 from .rules.counts import Tally, tally
 from .rules.failures import config_uris, error_text, storage_failure
 from .rules.labels import limit_per_class
+from .rules.parts import Resume, fingerprint, plan_parts, resume, true_label
 from .rules.pixels import Geometry, geometry_of, load_processor
 from .rules.resources import READ_CPUS
 from .rules.split import stratified_split
@@ -47,12 +48,13 @@ from .storage.store import Store
 
 
 def model_available(name: str, store: Store) -> bool:
-    """A local model directory, an s3:// prefix holding a saved model, or a hub id whose
-    config can be fetched (or is cached)."""
-    if is_s3(name):
-        return store.exists(name.rstrip("/") + "/config.json")
-    if os.path.isdir(name):
-        return os.path.exists(os.path.join(name, "config.json"))
+    """A local model directory or s3:// prefix holding a saved model (or a training run's
+    checkpoint), or a hub id whose config can be fetched (or is cached)."""
+    from .storage.models import CHECKPOINT_FOLDER
+
+    if is_s3(name) or os.path.isdir(name):
+        base = name.rstrip("/")
+        return store.exists(f"{base}/config.json") or store.exists(f"{base}/{CHECKPOINT_FOLDER}/config.json")
     try:
         from transformers import AutoConfig
 
@@ -288,6 +290,7 @@ def predict(
             "threads": pool.threads,
             "with_truth": with_truth,
             "top_k": top_k,
+            "storage": config.storage,
         },
         batch_size=config.inference.batch_size,
         batch_format="numpy",
@@ -317,12 +320,11 @@ def write_predictions(predictions, store: Store, attempt: AttemptLayout):
     return predictions.to_pandas()
 
 
-def write_report(store: Store, attempt: AttemptLayout, summary: dict, predicted) -> None:
+def write_report(store: Store, attempt: AttemptLayout, summary: dict, mistakes: list[dict]) -> None:
     """report.html under the attempt's prefix, from the summary and the most confident
     mistakes' own image files (a handful, read back for their thumbnails)."""
     from . import report
 
-    mistakes = report.most_confident_mistakes(predicted)
     for m in mistakes:
         m["thumbnail"] = report.thumbnail(store.read_bytes(m["path"]))
     store.write_bytes(attempt.report, report.build(summary, mistakes).encode())
@@ -344,7 +346,8 @@ def run(config: PipelineConfig, echo=print, attempt: str | None = None) -> dict:
     check_writable(store, layout)
     progress = Progress(store, layout.progress, config.run_id, echo=echo)
     try:
-        return _run_stages(config, store, layout, layout.attempt(attempt or new_attempt_id()), progress, echo)
+        stages = _predict_stages if config.predicts_only else _run_stages
+        return stages(config, store, layout, layout.attempt(attempt or new_attempt_id()), progress, echo)
     except Exception as err:
         # Recorded for the operator (status.message) and for whoever reads the prefix later.
         # A storage error (in the driver, a Ray Data task or a training worker) becomes one
@@ -357,14 +360,19 @@ def run(config: PipelineConfig, echo=print, attempt: str | None = None) -> dict:
         raise
 
 
-def _run_stages(
-    config: PipelineConfig, store: Store, layout: RunLayout, attempt: AttemptLayout, progress: Progress, echo
-) -> dict:
+def check_model(config: PipelineConfig, store: Store) -> None:
     if not model_available(config.model.name, store):
         raise PipelineError(
             f"model.name: {config.model.name!r} is neither a local model directory, an s3:// "
-            "prefix holding a saved model (config.json), nor a Hugging Face Hub model that can be reached"
+            "prefix holding a saved model (config.json) or a training run's checkpoint, nor a "
+            "Hugging Face Hub model that can be reached"
         )
+
+
+def _run_stages(
+    config: PipelineConfig, store: Store, layout: RunLayout, attempt: AttemptLayout, progress: Progress, echo
+) -> dict:
+    check_model(config, store)
     from .stages.train import fail_at_step_from_env
 
     fail_at_step_from_env()  # a bad fault-injection setting is refused before any work
@@ -456,7 +464,146 @@ def _run_stages(
             "geometry": geometry.to_dict(),
         },
     )
-    write_report(store, attempt, summary, predicted)
+    from .report import most_confident_mistakes
+
+    write_report(store, attempt, summary, most_confident_mistakes(predicted))
+    committed = commit.write_summary(store, layout, summary)
+    if committed is not summary:
+        echo(f"[vitpipeline] another attempt of run {config.run_id} committed first; keeping its summary")
+    progress.update(stage="done", done=1, total=1)
+    progress.flush()
+    return committed
+
+
+# --- a prediction-only run ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str  # as configured
+    local: str  # where this process loads it from
+    classes: list[str]  # by class index
+    geometry: Geometry
+
+
+def load_model_info(config: PipelineConfig) -> Model:
+    from transformers import AutoConfig
+
+    from .storage.models import local_model
+
+    local = local_model(config.model.name, config.storage)
+    labels = AutoConfig.from_pretrained(local).id2label
+    classes = [labels[i] for i in range(len(labels))]
+    return Model(name=config.model.name, local=local, classes=classes, geometry=geometry_of(load_processor(local)))
+
+
+def list_sources(store: Store, config: PipelineConfig, classes: list[str]) -> list[tuple[str, str | None]]:
+    """(uri, true label or None) of every image in `inference.sources`, each once, in order."""
+    from .rules.labels import folder_label
+
+    images = ingest.list_images(store, config.inference.sources, "inference.sources")
+    known = set(classes)
+    items = {i.uri: true_label(folder_label(i), known) for i in images}
+    return list(items.items())
+
+
+def listed_names(store: Store, prefix: str) -> list[str]:
+    try:
+        return [f.rsplit("/", 1)[-1] for f in store.list_files(prefix)]
+    except FileNotFoundError:
+        return []
+
+
+def plan_prediction(store: Store, config: PipelineConfig, layout: RunLayout, model: Model) -> tuple[list, Resume]:
+    top_k = top_k_of(config, len(model.classes))
+    items = list_sources(store, config, model.classes)
+    key = fingerprint(model.name, model.geometry.to_dict(), config.validation.model_dump(), top_k)
+    parts = plan_parts(items, config.inference.part_size, key)
+    return items, resume(parts, listed_names(store, layout.predictions))
+
+
+def _predict_stages(
+    config: PipelineConfig, store: Store, layout: RunLayout, attempt: AttemptLayout, progress: Progress, echo
+) -> dict:
+    """Classify `inference.sources` with `model.name`: list → plan the parts (skipping those
+    written before) → predict the rest in parts → commit the summary over every part."""
+    from .stages.predict import Totals, fail_after_parts_from_env, predict_parts, read_part
+
+    check_model(config, store)
+    fail_after_parts_from_env()  # a bad fault-injection setting is refused before any work
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    progress.stage("ingest")
+    with _timed(timings, "ingest"):
+        model = load_model_info(config)
+        items, plan = plan_prediction(store, config, layout, model)
+    for name in plan.stale:  # never committed: left by an attempt with other inputs or model
+        store.delete(f"{layout.predictions}/{name}")
+    echo(
+        f"[vitpipeline] {len(items)} images in {len(plan.done) + len(plan.todo)} part(s); "
+        f"{len(plan.done)} written by an earlier attempt, {len(plan.todo)} to predict"
+        + (f"; {len(plan.stale)} stale part(s) of other inputs removed" if plan.stale else "")
+    )
+
+    init_ray()
+    resources_plan = resources.wait_for_plan(config, float(os.environ.get("VITPIPELINE_RESOURCE_WAIT_SECONDS", "0")))
+    top_k = top_k_of(config, len(model.classes))
+    totals = Totals()
+    for part in plan.done:
+        totals.add(read_part(store, layout.predictions, part))
+    earlier = sum(len(p.items) for p in plan.done)
+
+    progress.stage("predict", total=len(items))
+    progress.update(done=earlier)
+    with _timed(timings, "predict"):
+        written = 0
+        if plan.todo:
+            todo = [item for part in plan.todo for item in part.items]
+            rows = prepared(ingest.read_images(store, todo), config.validation, model.geometry, READ_CPUS)
+            predictions = predict(rows, config, resources_plan.infer, model.name, model.geometry, True, top_k)
+            written = predict_parts(predictions, plan.todo, store, layout.predictions, totals, progress, earlier)
+    progress.flush()
+    if totals.predicted == 0:
+        reasons = "; ".join(f"{q['path']}: {q['reason']}" for q in totals.quarantined[:3])
+        raise InputError(f"inference.sources: no usable images among {len(items)} files ({reasons})")
+
+    progress.stage("commit")
+    labeled = totals.labeled
+    evaluation = (
+        evaluate(labeled["true"], labeled["predicted"], model.classes, labeled["top"], labeled["scores"])
+        if labeled["true"]
+        else None
+    )
+    timings["total"] = time.perf_counter() - start
+    counts = {
+        "listed": len(items),
+        "read": len(items),
+        "usable": totals.predicted,
+        "quarantined": len(totals.quarantined),
+        "predicted": totals.predicted,
+        "labeled": len(labeled["true"]),
+        "classes": len(model.classes),
+    }
+    summary = commit.build_prediction_summary(
+        run_id=config.run_id,
+        layout=layout,
+        attempt=attempt,
+        model=model.name,
+        counts=counts,
+        quarantined=totals.quarantined,
+        class_names=model.classes,
+        evaluation=evaluation,
+        parts={
+            "total": len(plan.done) + len(plan.todo),
+            "reused": len(plan.done),
+            "written": written,
+            "size": config.inference.part_size,
+            "topK": top_k,
+        },
+        timings=timings,
+    )
+    write_report(store, attempt, summary, totals.mistakes)
     committed = commit.write_summary(store, layout, summary)
     if committed is not summary:
         echo(f"[vitpipeline] another attempt of run {config.run_id} committed first; keeping its summary")

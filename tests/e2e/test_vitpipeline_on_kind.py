@@ -441,6 +441,7 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     assert [w["ip"] for w in training["workers"]] == training["placements"][-1], training
     assert st.get("failedAttempts", 0) <= 1, st
 
+    e2e.report["checkpointUri"] = st["checkpointUri"]  # the prediction-only run's model
     e2e.report["success"] = {
         "timeline": seen,
         "phases": phase_split(seen),
@@ -471,6 +472,47 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     )
 
 
+PART_SIZE = 150
+
+
+def test_a_prediction_only_run_classifies_with_the_trained_checkpoint(e2e):
+    """A ViTPipeline with no data and no training: the checkpoint the CPU example trained
+    (its checkpointUri) classifies the bucket's digits, part by part, on a new cluster."""
+    checkpoint = e2e.report.get("checkpointUri")
+    assert checkpoint, "the CPU example left no checkpoint to predict with (it did not succeed)"
+    doc = pipeline_manifest("predict", e2e.images.pipeline)
+    p = doc["spec"]["pipeline"]
+    for section in ("data", "training", "split"):
+        del p[section]
+    p["model"] = {"name": checkpoint}
+    p["inference"] = {"batchSize": 128, "partSize": PART_SIZE, "sources": [{"uri": f"s3://{BUCKET}/digits/"}]}
+    e2e.kubectl.apply([doc])
+    obj, seen = watch(
+        e2e, "predict", lambda o: (o.get("status") or {}).get("phase") in ("Succeeded", "Failed"), timeout=900
+    )
+    st = obj["status"]
+    assert st["phase"] == "Succeeded", "\n".join(
+        [f"{st['phase']}: {st.get('message')}"]
+        + [f"{s['t']:>6}s {s['phase']}/{s['reason']}: {s['progress']}" for s in seen]
+    )
+    prefix = run_prefix(st)
+    summary = s3_json(e2e, f"{prefix}summary.json")
+    written = e2e.data["written"]
+    listed = sum(len(v) for v in written.values())
+    counts = summary["counts"]
+    assert summary["kind"] == "predict" and summary["model"] == checkpoint, summary
+    assert (counts["listed"], counts["quarantined"]) == (listed, len(written["corrupt"])), counts
+    assert counts["predicted"] == len(written["rgb"]) + len(written["converted"]) == counts["labeled"], counts
+    assert st["predictionsUri"] == f"s3://{BUCKET}/{prefix}predictions", st["predictionsUri"]
+    parts = [k for k in s3_keys(e2e, f"{prefix}predictions/") if k.endswith(".parquet")]
+    assert len(parts) == summary["parts"]["total"] == -(-listed // PART_SIZE), (parts, summary["parts"])
+    # The images the checkpoint was trained on (80%) and validated on: well above chance (0.1).
+    assert st["metrics"]["accuracy"] > 0.25 and st["counts"] == counts, (st["metrics"], st["counts"])
+    assert any(s["stage"] == "predict" for s in seen), seen
+    e2e.report["predictOnly"] = {"timeline": seen, "phases": phase_split(seen), "parts": summary["parts"]}
+    e2e.kubectl("-n", RUN_NS, "delete", "vitpipeline", "predict", "--wait=true", timeout=300)
+
+
 def run_prefix(st: dict) -> str:
     """The run's key prefix in the bucket, from the URIs the operator puts in status at once."""
     return st["progressUri"].removeprefix(f"s3://{BUCKET}/").removesuffix("progress.json")
@@ -491,7 +533,7 @@ def phase_split(seen: list[dict]) -> dict:
 
     running = first(lambda s: s["phase"] == "Running")
     train = first(lambda s: s["stage"] == "train")
-    infer = first(lambda s: s["stage"] == "infer")
+    infer = first(lambda s: s["stage"] in ("infer", "predict"))
     done = first(lambda s: s["phase"] == "Succeeded")
     out = {"applyToRayClusterReady": running, "applyToSucceeded": done}
     if train is not None and infer is not None:

@@ -337,3 +337,134 @@ def test_report_opens_in_a_real_browser(full_run, s3, tmp_path):
     kept = Path(__file__).resolve().parents[2] / ".cache" / "report-digits.png"
     kept.parent.mkdir(exist_ok=True)
     shutil.copy(shown.screenshot, kept)
+
+
+# ---- A prediction-only run with the checkpoint trained above (issue 17) -----------------------
+
+PREDICT = "out/digits-predict/"
+PART_SIZE = 40
+
+
+@pytest.fixture(scope="module")
+def predict_run(full_run, digits, s3, tmp_path_factory):
+    """New digits (another seed), plus a folder that names no class, classified with the
+    training run's checkpoint URI. The first attempt is made to exit after writing two parts;
+    the rerun of the same config must keep them and predict only the rest."""
+    root = tmp_path_factory.mktemp("new")
+    write_digits(root / "new", per_class=14, seed=3)
+    dated = root / "new" / "2026-12-01"
+    dated.mkdir()
+    seven = sorted((root / "new" / "seven").glob("*.png"))[0]
+    (dated / "camera.png").write_bytes(seven.read_bytes())
+    client = s3.client()
+    upload_tree(client, str(root / "new"), "data", "digits-new")
+    config = {
+        "runId": "digits-predict",
+        "model": {"name": full_run["summary"]["checkpointUri"]},
+        "inference": {"sources": [{"uri": "s3://data/digits-new"}], "partSize": PART_SIZE, "topK": 3},
+        "output": {"uri": "s3://runs/out"},
+    }
+    cfg = tmp_path_factory.mktemp("cfg-predict")
+    first = run_cli(cfg, config, s3, extra_env={"VITPIPELINE_FAIL_AFTER_PARTS": "2"})
+    parts = {
+        o["Key"]: (o["ETag"], o["LastModified"])
+        for o in client.list_objects_v2(Bucket="runs", Prefix=PREDICT + "predictions/").get("Contents", [])
+    }
+    committed = [k for k in keys(s3, "runs", PREDICT) if k.endswith("summary.json")]
+    second = run_cli(cfg, config, s3)
+    assert second.returncode == 0, second.stderr[-4000:]
+    summary = read_json(s3, "runs", PREDICT + "summary.json")
+    listed = keys(s3, "data", "digits-new/")
+    return {
+        "first": first,
+        "first_parts": parts,
+        "committed_after_first": committed,
+        "second": second,
+        "summary": summary,
+        "listed": listed,
+    }
+
+
+def parts_of(s3, summary: dict):
+    uri = summary["predictionsUri"]
+    assert uri == f"s3://runs/{PREDICT}predictions", uri  # the run's, shared by its attempts
+    return predictions(s3, uri.removeprefix("s3://runs/") + "/")
+
+
+def test_a_killed_prediction_run_resumes_from_the_parts_it_wrote(predict_run, s3):
+    first, summary = predict_run["first"], predict_run["summary"]
+    assert first.returncode == 1 and "VITPIPELINE_FAIL_AFTER_PARTS=2 parts written" in first.stderr, first.stderr[
+        -2000:
+    ]
+    assert len(predict_run["first_parts"]) == 2 and predict_run["committed_after_first"] == []
+    after = {
+        o["Key"]: (o["ETag"], o["LastModified"])
+        for o in s3.client().list_objects_v2(Bucket="runs", Prefix=PREDICT + "predictions/")["Contents"]
+    }
+    # The earlier attempt's parts are kept as they were (not written again) ...
+    assert {k: after[k] for k in predict_run["first_parts"]} == predict_run["first_parts"]
+    # ... and the rerun wrote exactly the others.
+    total = -(-len(predict_run["listed"]) // PART_SIZE)
+    assert summary["parts"] == {"total": total, "reused": 2, "written": total - 2, "size": PART_SIZE, "topK": 3}
+    assert len(after) == total
+    assert f"2 written by an earlier attempt, {total - 2} to predict" in predict_run["second"].stdout
+
+
+def test_every_listed_image_is_in_the_predictions_exactly_once(predict_run, s3):
+    summary, df = predict_run["summary"], parts_of(s3, predict_run["summary"])
+    assert df["path"].is_unique
+    assert set(df["path"]) == {f"s3://data/{k}" for k in predict_run["listed"]}
+    c = summary["counts"]
+    assert c["listed"] == len(df) == c["predicted"] + c["quarantined"]
+    bad = df[df["reason"] != "ok"]
+    assert sorted(bad["path"].str.split("/digits-new/").str[1]) == [
+        "one/notes.jpg",
+        "two/tiny.png",
+        "zero/truncated.jpg",
+    ]
+    assert bad["predicted_label"].isna().all() and c["quarantined"] == 3
+    assert sorted(q["path"] for q in summary["quarantined"]) == sorted(bad["path"])
+
+
+def test_prediction_labels_come_from_folders_and_the_summary_evaluates_them(predict_run, s3):
+    summary, df = predict_run["summary"], parts_of(s3, predict_run["summary"])
+    ok = df[df["reason"] == "ok"]
+    folder = ok["path"].str.split("/").str[-2]
+    named = folder.isin(NAMES)
+    assert (ok["true_label"][named] == folder[named]).all()
+    assert ok["true_label"][~named].isna().all() and (~named).sum() == 1  # 2026-12-01/: no class
+    labeled = ok[named]
+    accuracy = (labeled["true_label"] == labeled["predicted_label"]).mean()
+    assert accuracy >= MIN_ACCURACY
+    assert summary["kind"] == "predict" and summary["model"] == predict_run["summary"]["model"]
+    assert summary["metrics"]["accuracy"] == summary["metrics"]["predictionAccuracy"] == pytest.approx(accuracy)
+    assert summary["evaluation"]["images"] == summary["counts"]["labeled"] == len(labeled)
+    assert summary["classes"] == sorted(NAMES)
+    assert all(len(t) == 3 for t in ok["top_labels"]) and (ok["top_labels"].str[0] == ok["predicted_label"]).all()
+
+
+def test_a_prediction_run_reports_progress_and_a_report_without_training(predict_run, s3):
+    progress = read_json(s3, "runs", PREDICT + "progress.json")
+    assert progress["stage"] == "done" and "training" not in progress
+    page = s3.client().get_object(Bucket="runs", Key=predict_run["summary"]["reportUri"].removeprefix("s3://runs/"))
+    html = page["Body"].read().decode()
+    assert "<h2>Training</h2>" not in html and 'id="confusion"' in html and 'id="mistakes"' in html
+
+
+def test_a_prediction_run_from_a_saved_model_directory(digits, s3, tmp_path):
+    """The untrained tiny ViT as saved by save_pretrained: its classes (LABEL_0…) name no
+    folder, so nothing is evaluated, and every image is still predicted once."""
+    config = {
+        "runId": "digits-predict-dir",
+        "model": {"name": digits["model"]},
+        "inference": {"sources": [{"uri": "s3://data/digits/three"}]},
+        "output": {"uri": "s3://runs/out"},
+    }
+    proc = run_cli(tmp_path, config, s3)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = read_json(s3, "runs", "out/digits-predict-dir/summary.json")
+    df = predictions(s3, "out/digits-predict-dir/predictions/")
+    assert summary["evaluation"] is None and summary["metrics"] == {} and df["true_label"].isna().all()
+    assert len(df) == summary["counts"]["predicted"] == len(keys(s3, "data", "digits/three/"))
+    assert set(df["predicted_label"]) <= {f"LABEL_{i}" for i in range(10)}
+    assert all(len(t) == 5 for t in df["top_labels"])

@@ -119,14 +119,14 @@ def test_unknown_fields_are_pruned_not_stored(api, namespace):
     assert "mystery" not in got["spec"]
 
 
-@pytest.mark.parametrize("name", ["vitpipeline-cpu.yaml", "vitpipeline-gpu.yaml"])
+@pytest.mark.parametrize("name", ["vitpipeline-cpu.yaml", "vitpipeline-gpu.yaml", "vitpipeline-predict.yaml"])
 def test_examples_are_accepted(api, namespace, name):
     doc = example(name)
     got = create(api, namespace, doc)
     assert got["spec"] == doc["spec"]  # nothing pruned: the examples only use schema fields
 
 
-@pytest.mark.parametrize("example_name", ["vitpipeline-cpu", "vitpipeline-gpu"])
+@pytest.mark.parametrize("example_name", ["vitpipeline-cpu", "vitpipeline-gpu", "vitpipeline-predict"])
 def test_rendered_rayjob_fits_kuberay_schema(vitp_crd, namespace, example_name):
     """Created for real against KubeRay v1.6.0's CRD; every rendered field survives pruning."""
     from vitoperator.render import render_rayjob
@@ -168,7 +168,7 @@ def _dry_run_pod(core: client.CoreV1Api, namespace: str, name: str, template: di
     core.create_namespaced_pod(namespace, pod, dry_run="All")
 
 
-@pytest.mark.parametrize("example_name", ["vitpipeline-cpu", "vitpipeline-gpu"])
+@pytest.mark.parametrize("example_name", ["vitpipeline-cpu", "vitpipeline-gpu", "vitpipeline-predict"])
 def test_rendered_pods_pass_restricted_pod_security(vitp_crd, restricted_namespace, example_name):
     from vitoperator.render import pod_templates, render_rayjob
     from vitoperator.spec import parse_spec

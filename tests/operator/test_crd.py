@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vitoperator import crd
+from vitoperator import crd, spec
 
 COMMITTED = Path(__file__).resolve().parents[2] / "charts/vitpipeline/crds/vitpipelines.vitpipeline.dev.yaml"
 
@@ -61,7 +61,8 @@ def test_structural():
         (".pipeline.training.cpusPerWorker", "exclusiveMinimum", True),
         (".pipeline.inference.precision", "enum", ["auto", "fp32", "bf16", "fp16"]),
         (".pipeline.training.precision", "enum", ["auto", "fp32", "bf16", "fp16"]),
-        (".pipeline", "required", ["data", "output"]),
+        (".pipeline", "required", ["output"]),
+        (".pipeline", "x-kubernetes-validations", [spec.KIND_OF_RUN_RULE, spec.PREDICT_ONLY_RULE]),
         ("", "required", ["pipeline", "rayImage"]),
         (".workers.gpusPerWorker", "maximum", 16),
         (".workers.nodeSelector{}", "type", "string"),

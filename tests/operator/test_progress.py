@@ -8,13 +8,15 @@ NOW = 1_800_000_000.0
 
 
 def test_percent_walks_every_stage_in_order_and_never_goes_back():
-    order = ["starting", "ingest", "prepare", "split", "train", "infer", "commit", "done"]
-    assert list(SPANS) == order
-    seen = []
-    for stage in order:
-        for done in (0, 5, 10):
-            seen.append(percent(stage, done, 10))
-    assert seen == sorted(seen) and seen[0] == 0 and seen[-1] == 100
+    training_run = ["starting", "ingest", "prepare", "split", "train", "infer", "commit", "done"]
+    prediction_run = ["starting", "ingest", "predict", "commit", "done"]
+    assert set(SPANS) == set(training_run) | set(prediction_run)
+    for order in (training_run, prediction_run):
+        seen = []
+        for stage in order:
+            for done in (0, 5, 10):
+                seen.append(percent(stage, done, 10))
+        assert seen == sorted(seen) and seen[0] == 0 and seen[-1] == 100, order
     assert percent("train", 30, 60) == 56 and percent("train", 99, 0) == 27  # no total: stage start
     assert percent("mystery", 1, 2) is None
 

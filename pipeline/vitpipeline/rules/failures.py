@@ -24,7 +24,7 @@ _NO_MESSAGE = {"", "No response body."}
 def config_uris(config) -> dict[str, str]:
     """Each config field that names storage, with its URI."""
     uris = {"output.uri": config.output.uri, "model.name": config.model.name}
-    for i, src in enumerate(config.data.sources):
+    for i, src in enumerate(config.data.sources if config.data else []):
         uris[f"data.sources[{i}].uri"] = src.uri
     for i, src in enumerate(config.inference.sources or []):
         uris[f"inference.sources[{i}].uri"] = src.uri

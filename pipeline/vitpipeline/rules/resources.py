@@ -62,15 +62,28 @@ def _cpu_pool(cpus: float, wanted: int | None, nodes: int) -> Pool:
     return Pool(actors=actors, cpus=spare / actors, gpus=0)
 
 
+def _infer_pool(config: PipelineConfig, cpus: float, gpus: float, nodes: int) -> Pool:
+    inf = config.inference
+    if not inf.use_gpu:
+        return _cpu_pool(cpus, inf.num_actors, nodes)
+    actors = inf.num_actors or int(gpus)
+    if gpus < 1 or actors > gpus:
+        raise ResourceError(
+            f"inference.useGpu with {actors or 1} actor(s) needs that many GPUs; the Ray cluster has {gpus:g}"
+        )
+    return Pool(actors=actors, cpus=min(1.0, (cpus - READ_CPUS * nodes - MIN_ACTOR_CPUS) / actors), gpus=1)
+
+
 def plan_resources(cluster: dict, config: PipelineConfig, nodes: int = 1) -> ResourcePlan:
     """`cluster`: Ray's cluster resources; `nodes`: how many Ray nodes have CPUs."""
     nodes = max(1, nodes)
-    reserve = READ_CPUS * nodes
     cpus = float(cluster.get("CPU", 0))
     gpus = float(cluster.get("GPU", 0))
     if cpus < 1:
         raise ResourceError(f"the Ray cluster has {cpus:g} CPUs; the pipeline needs at least 1")
 
+    if config.predicts_only:
+        return ResourcePlan(train_workers=0, train_worker_cpus=0.0, infer=_infer_pool(config, cpus, gpus, nodes))
     t = config.training
     need_cpu = t.num_workers * t.cpus_per_worker
     if need_cpu > cpus + 1e-9:
@@ -83,18 +96,8 @@ def plan_resources(cluster: dict, config: PipelineConfig, nodes: int = 1) -> Res
             f"training.useGpu with training.numWorkers={t.num_workers} needs {t.num_workers} GPUs; "
             f"the Ray cluster has {gpus:g}"
         )
-
-    inf = config.inference
-    if inf.use_gpu:
-        actors = inf.num_actors or int(gpus)
-        if gpus < 1 or actors > gpus:
-            raise ResourceError(
-                f"inference.useGpu with {actors or 1} actor(s) needs that many GPUs; the Ray cluster has {gpus:g}"
-            )
-        infer = Pool(actors=actors, cpus=min(1.0, (cpus - reserve - MIN_ACTOR_CPUS) / actors), gpus=1)
-    else:
-        infer = _cpu_pool(cpus, inf.num_actors, nodes)
-    worker_cpus = min(t.cpus_per_worker, (cpus - reserve) / t.num_workers)
+    infer = _infer_pool(config, cpus, gpus, nodes)
+    worker_cpus = min(t.cpus_per_worker, (cpus - READ_CPUS * nodes) / t.num_workers)
     if worker_cpus < MIN_ACTOR_CPUS / 2:
         raise ResourceError(
             f"training.numWorkers={t.num_workers} leaves {worker_cpus:g} CPUs per worker beside "

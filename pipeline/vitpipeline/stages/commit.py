@@ -38,6 +38,7 @@ def build_summary(
     history = sync.pop("history", [])
     return {
         "version": SUMMARY_VERSION,
+        "kind": "train",
         "runId": run_id,
         "attemptId": attempt.id,
         "status": "Succeeded",
@@ -56,6 +57,46 @@ def build_summary(
         "timingsSeconds": {k: round(v, 3) for k, v in timings.items()},
         "training": sync,
         "prepared": prepared or {},
+    }
+
+
+def build_prediction_summary(
+    *,
+    run_id: str,
+    layout: RunLayout,
+    attempt: AttemptLayout,
+    model: str,
+    counts: dict,
+    quarantined: list[dict],
+    class_names: list[str],
+    evaluation: dict | None,
+    parts: dict,
+    timings: dict,
+) -> dict:
+    """A prediction-only run's record: the same evaluation as a training run's when the
+    images' labels are known (`accuracy` is then the predictions'), no training sections."""
+    metrics = {}
+    if evaluation is not None:
+        metrics = {"accuracy": evaluation["accuracy"], "predictionAccuracy": evaluation["accuracy"]}
+        metrics.update({k: v for k, v in evaluation.items() if k in ("macroF1", "weightedF1", "top5Accuracy")})
+    return {
+        "version": SUMMARY_VERSION,
+        "kind": "predict",
+        "runId": run_id,
+        "attemptId": attempt.id,
+        "status": "Succeeded",
+        "model": model,
+        "classes": class_names,
+        "counts": counts,
+        "quarantined": sorted(quarantined, key=lambda q: q["path"]),
+        "metrics": metrics,
+        "evaluation": evaluation,
+        "predictionsUri": layout.predictions,
+        "parts": parts,
+        "summaryUri": layout.summary,
+        "reportUri": attempt.report,
+        "driverLogUri": layout.driver_log,
+        "timingsSeconds": {k: round(v, 3) for k, v in timings.items()},
     }
 
 

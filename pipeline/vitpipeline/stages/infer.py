@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..rules.validate import OK
+
 
 def load_checkpoint_dir(checkpoint) -> str:
     """A local directory holding the HF model saved by the training run."""
@@ -30,7 +32,8 @@ class Predictor:
     scores, and each image's `top_k` labels with their scores, best first: normalized on the
     actor's device, one forward pass per batch.
 
-    Built once per actor. On GPU the weights are cast to the requested precision; on CPU
+    Built once per actor, from a Ray Train checkpoint or a model name as `model.name` takes it
+    (an `s3://` model is copied to the actor's machine). On GPU the weights are cast to the requested precision; on CPU
     they stay fp32 and bf16 runs under autocast. `true_label` is in every output batch when
     `with_truth` (the run knows every image's label), in none otherwise.
     """
@@ -44,6 +47,7 @@ class Predictor:
         threads: int = 1,
         with_truth: bool = False,
         top_k: int = 1,
+        storage=None,
     ):
         import torch
         from transformers import AutoModelForImageClassification
@@ -51,8 +55,11 @@ class Predictor:
         from ..rules.precision import for_this_process
 
         torch.set_num_threads(max(1, threads))
+        from ..config import StorageSpec
+        from ..storage.models import local_model
+
         model_dir = (
-            model_dir_or_checkpoint
+            local_model(model_dir_or_checkpoint, storage or StorageSpec())
             if isinstance(model_dir_or_checkpoint, str)
             else load_checkpoint_dir(model_dir_or_checkpoint)
         )
@@ -71,32 +78,39 @@ class Predictor:
         )
 
     def __call__(self, batch: dict) -> dict:
+        """Rows whose `reason` is not ok (quarantined, when the batch carries one) are passed
+        through unpredicted: no label, a NaN score, empty top lists, with their reason."""
+        n = len(batch["path"])
+        ok = np.array([r == OK for r in batch["reason"]], dtype=bool) if "reason" in batch else np.ones(n, bool)
+        labels = np.full(n, None, dtype=object)
+        scores = np.full(n, np.nan, dtype=np.float32)
+        top_labels, top_scores = [[] for _ in range(n)], [[] for _ in range(n)]
+        if ok.any():
+            best_labels, best_scores = self._forward(batch["image"][ok])
+            for row, (lab, sc) in zip(np.flatnonzero(ok), zip(best_labels, best_scores, strict=True), strict=True):
+                labels[row], scores[row], top_labels[row], top_scores[row] = lab[0], sc[0], list(lab), list(sc)
+        out = {
+            "path": batch["path"],
+            "predicted_label": labels,
+            "score": scores,
+            "top_labels": _lists(top_labels),
+            "top_scores": _lists(top_scores),
+        }
+        if self._with_truth:
+            out["true_label"] = batch["label"]
+        if "reason" in batch:
+            out["reason"] = batch["reason"]
+        return out
+
+    def _forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The `top_k` labels and their softmax scores of each image, best first."""
         import torch
 
         from ..rules.pixels import normalize
 
-        if len(batch["path"]) == 0:
-            empty = {
-                "path": batch["path"],
-                "predicted_label": np.array([], dtype=object),
-                "score": np.array([], dtype=np.float32),
-                "top_labels": _lists([]),
-                "top_scores": _lists([]),
-            }
-            return {**empty, "true_label": batch["label"]} if self._with_truth else empty
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast):
-            images = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self._device, non_blocking=True)
-            x = normalize(images, self._geometry).to(self._dtype)
+            x = torch.from_numpy(np.ascontiguousarray(images)).to(self._device, non_blocking=True)
+            x = normalize(x, self._geometry).to(self._dtype)
             probs = torch.softmax(self._model(pixel_values=x).logits.float(), dim=-1)
             top_scores, top_index = probs.topk(min(self._top_k, probs.shape[-1]), dim=-1)
-        top_scores, top_index = top_scores.cpu().numpy().astype(np.float32), top_index.cpu().numpy()
-        out = {
-            "path": batch["path"],
-            "predicted_label": self._labels[top_index[:, 0]],
-            "score": top_scores[:, 0],
-            "top_labels": _lists([list(self._labels[row]) for row in top_index]),
-            "top_scores": _lists([list(row) for row in top_scores]),
-        }
-        if self._with_truth:
-            out["true_label"] = batch["label"]
-        return out
+        return self._labels[top_index.cpu().numpy()], top_scores.cpu().numpy().astype(np.float32)

@@ -86,6 +86,12 @@ class RunLayout:
         return AttemptLayout(self.root, attempt_id)
 
     @property
+    def predictions(self) -> str:
+        """A prediction-only run's parts, shared by its attempts: each part is one object
+        written whole, so a retry keeps what an earlier attempt finished (rules/parts.py)."""
+        return join(self.root, "predictions")
+
+    @property
     def summary(self) -> str:
         return join(self.root, "summary.json")
 

@@ -1,5 +1,7 @@
 """Where a model comes from: a Hugging Face Hub id, a local directory, or an `s3://` prefix
-holding a saved model (config.json, weights, preprocessor_config.json).
+holding a saved model (config.json, weights, preprocessor_config.json). A training run's
+checkpoint (its summary's `checkpointUri`) is such a prefix too: Ray Train's Hugging Face
+callback saves the model in its `checkpoint/` folder, which is where it is loaded from.
 
 An `s3://` model is copied once per machine into a local cache directory and loaded from
 there, so every process that needs it (driver, training workers, inference
@@ -18,6 +20,19 @@ from ..config import StorageSpec
 from ..storage.layout import is_s3
 
 COMPLETE = ".vitpipeline-complete"
+# RayTrainReportCallback.CHECKPOINT_NAME: the folder of a Ray Train checkpoint holding the model.
+CHECKPOINT_FOLDER = "checkpoint"
+
+
+def model_folder(relative: set[str]) -> str | None:
+    """Where in a listing (paths relative to the model's URI) the saved model is: "" when
+    config.json is at the top, the checkpoint folder for a training run's checkpoint, None
+    when there is no model."""
+    if "config.json" in relative:
+        return ""
+    if f"{CHECKPOINT_FOLDER}/config.json" in relative:
+        return CHECKPOINT_FOLDER
+    return None
 
 
 def cache_root() -> str:
@@ -46,7 +61,9 @@ def local_model(name: str, storage: StorageSpec) -> str:
     Concurrent callers on one machine each download into their own temporary directory and
     rename it into place; the first rename wins and the others discard their copy."""
     if not is_s3(name):
-        return name
+        inner = os.path.join(name, CHECKPOINT_FOLDER)
+        is_checkpoint = not os.path.exists(os.path.join(name, "config.json")) and os.path.isdir(inner)
+        return inner if is_checkpoint else name
     dest = cache_dir(name)
     if os.path.exists(os.path.join(dest, COMPLETE)):
         return dest
@@ -54,8 +71,11 @@ def local_model(name: str, storage: StorageSpec) -> str:
 
     store = Store(storage)
     files = relative_files(name, store.list_files(name))
-    if "config.json" not in files:
+    folder = model_folder(set(files))
+    if folder is None:
         raise FileNotFoundError(f"model.name: {name} holds no config.json (a model saved with save_pretrained)")
+    if folder:
+        files = {rel[len(folder) + 1 :]: src for rel, src in files.items() if rel.startswith(folder + "/")}
     os.makedirs(cache_root(), exist_ok=True)
     tmp = f"{dest}.tmp-{uuid.uuid4().hex}"
     try:
