@@ -82,6 +82,7 @@ test-images: setup
 
 bench: setup testbed
 	$(PY) -m bench.pipeline_bench
+	$(PY) -m bench.predict_bench
 	$(PY) operator/bench_operator.py
 
 # ViT-B/16 on one accelerator: train and infer images/s with MFU, and JPEG -> predictions

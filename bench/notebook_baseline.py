@@ -47,10 +47,10 @@ class NotebookClassifier:
         return {"results": np.concatenate(outputs)}
 
 
-def read(path, as_written: bool = False):
+def read(path, as_written: bool = False, filesystem=None):
     if as_written:
-        return ray.data.read_images(path, include_paths=True, mode="RGB")
-    return ray.data.read_images(path, include_paths=True, mode="RGB", num_cpus=READ_CPUS)
+        return ray.data.read_images(path, include_paths=True, mode="RGB", filesystem=filesystem)
+    return ray.data.read_images(path, include_paths=True, mode="RGB", num_cpus=READ_CPUS, filesystem=filesystem)
 
 
 def featurize(path: str, model: str, class_index: dict, as_written: bool = False):
@@ -76,5 +76,5 @@ def classify(ds, model_dir: str):
     )
 
 
-def infer(path, model_dir: str):
-    return classify(read(path), model_dir)
+def infer(path, model_dir: str, filesystem=None):
+    return classify(read(path, filesystem=filesystem), model_dir)

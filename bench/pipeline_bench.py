@@ -30,12 +30,16 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def measure(name: str, images: Path, model: str, timeout: float) -> dict:
+def measure(
+    name: str, images: Path, model: str, timeout: float, module: str = "bench.variants", extra: list[str] = ()
+) -> dict:
+    """Run one row in its own process (`python -m MODULE NAME IMAGES MODEL OUT *EXTRA`), sampling
+    its process tree's memory; the row prints `BENCH {json}` with its seconds and items."""
     out = tempfile.mkdtemp(prefix=f"bench-{name}-")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "1"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.variants", name, str(images), model, out],
+        [sys.executable, "-m", module, name, str(images), model, out, *extra],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -151,6 +151,10 @@ def status_schema() -> dict:
                     "total": {"type": "integer"},
                     "step": {"type": "integer"},
                     "maxSteps": {"type": "integer"},
+                    "perSecond": {
+                        "type": "number",
+                        "description": "Images (steps while training) done per second in this stage so far.",
+                    },
                     "epoch": {"type": "number"},
                     "metrics": {**free, "description": "The latest evaluation during training."},
                     "resumedFromStep": {

@@ -68,6 +68,9 @@ def progress_status(
         out["percent"] = pct
     if isinstance(total, (int, float)) and total:
         out["done"], out["total"] = int(done or 0), int(total)
+    rate = record.get("perSecond")
+    if isinstance(rate, (int, float)) and rate > 0 and stage not in ("done", "failed"):
+        out["perSecond"] = float(rate)
     training = record.get("training") if stage != "train" else record
     if isinstance(training, dict):
         if stage == "train" and isinstance(total, (int, float)) and total:
@@ -97,6 +100,8 @@ def progress_status(
         out["summary"] = f"failed in {record.get('failedStage') or '?'}"
     else:
         out["summary"] = f"{pct if pct is not None else '?'}% {stage}{detail}" + (" (stale)" if stale else "")
+        if "perSecond" in out and not stale:
+            out["summary"] += f", {out['perSecond']:.1f} {'steps' if stage == 'train' else 'images'}/s"
         if out.get("workerRestarts"):
             out["summary"] += f", {out['workerRestarts']}x restarted from step {out.get('resumedFromStep', 0)}"
     if stale:

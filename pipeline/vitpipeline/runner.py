@@ -554,8 +554,7 @@ def _predict_stages(
         totals.add(read_part(store, layout.predictions, part))
     earlier = sum(len(p.items) for p in plan.done)
 
-    progress.stage("predict", total=len(items))
-    progress.update(done=earlier)
+    progress.stage("predict", total=len(items), done=earlier)
     with _timed(timings, "predict"):
         written = 0
         if plan.todo:

@@ -63,6 +63,8 @@ def describe(state: dict) -> str:
     line = f"{head}, stage {state['stage']}"
     if p.get("total"):
         line += f", {p.get('done', 0)}/{p['total']} ({100 * p.get('done', 0) / p['total']:.0f}%)"
+    if p.get("perSecond"):
+        line += f", {p['perSecond']:.1f} {'steps' if state['stage'] == 'train' else 'images'}/s"
     if p.get("epoch") is not None:
         line += f", epoch {p['epoch']}"
     for k, v in (p.get("metrics") or {}).items():

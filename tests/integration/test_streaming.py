@@ -204,3 +204,31 @@ def test_a_stage_counts_its_images_while_they_go(capped_ray):
         assert n == 400 and progress.record["done"] == total, (n, progress.record)
         assert any(0 < d < total for d in seen), seen
         assert max(seen + [0]) <= total, seen
+
+
+def test_a_blocks_read_decode_and_bookkeeping_run_as_one_task(capped_ray, tmp_path):
+    """Ray Data fuses the read of a block of files with its decode and the steps after it (one
+    task per block of FILES_PER_BLOCK files), so raw bytes never wait in the object store
+    between a read task and a decode task (a fixed batch size of the decode used to split
+    them into two operators)."""
+    import math
+    from pathlib import Path
+
+    from vitpipeline.config import StorageSpec, ValidationSpec
+    from vitpipeline.rules.pixels import Geometry
+    from vitpipeline.rules.resources import READ_CPUS
+    from vitpipeline.stages.ingest import FILES_PER_BLOCK, read_images
+    from vitpipeline.stages.prepare import prepared, tag_node
+    from vitpipeline.storage.store import Store
+
+    write_digits(tmp_path / "digits", per_class=15)
+    items = [(str(p), p.parent.name) for p in sorted(Path(tmp_path / "digits").rglob("*.*"))]
+    geometry = Geometry(32, 32, (32, 32), None, 2, (0.5,) * 3, (0.5,) * 3, 1 / 255)
+    rows = prepared(read_images(Store(StorageSpec()), items), ValidationSpec(), geometry, READ_CPUS)
+    done = rows.map_batches(tag_node, batch_format="numpy", num_cpus=READ_CPUS).materialize()
+    assert done.count() == len(items)
+    stats = done.stats()
+    first = next(line for line in stats.splitlines() if line.startswith("Operator 1 "))
+    assert "ReadBinary->MapBatches(_AttachLabels)->MapBatches(prepare_batch)->MapBatches(tag_node)" in first, stats
+    assert f"{math.ceil(len(items) / FILES_PER_BLOCK)} tasks executed" in first, first
+    assert not any(line.startswith("Operator 2 ") for line in stats.splitlines()), stats

@@ -54,6 +54,17 @@ def test_later_stages_keep_the_last_training_metrics():
     assert progress_status({"stage": "train", "done": 0, "total": None}, NOW)["progress"]["summary"] == "27% train"
 
 
+def test_a_counting_stage_shows_its_rate_and_a_finished_or_stale_one_does_not():
+    rec = {"stage": "predict", "done": 2500, "total": 16000, "perSecond": 93.14, "updatedAt": NOW - 1}
+    p = progress_status(rec, NOW)["progress"]
+    assert p["perSecond"] == 93.14 and p["summary"] == "19% predict 2500/16000, 93.1 images/s"
+    p = progress_status({**rec, "stage": "train", "done": 30, "total": 60, "perSecond": 3.3}, NOW)["progress"]
+    assert p["summary"] == "56% train step 30/60, 3.3 steps/s"
+    stale = progress_status({**rec, "updatedAt": NOW - 400}, NOW)["progress"]
+    assert stale["summary"] == "19% predict 2500/16000 (stale)"
+    assert "perSecond" not in progress_status({**rec, "stage": "done"}, NOW)["progress"]
+
+
 @pytest.mark.parametrize(
     "rec, unreadable, words",
     [

@@ -63,6 +63,12 @@ def test_a_running_run_shows_stage_and_progress(tmp_path, capsys):
     assert "may have stopped" not in out
 
 
+def test_a_prediction_run_shows_its_images_per_second(tmp_path, capsys):
+    progress = {"stage": "predict", "done": 2500, "total": 16000, "perSecond": 93.14, "updatedAt": time.time() - 1}
+    assert main(["show", _run(tmp_path, progress_json=progress)]) == 3
+    assert capsys.readouterr().out.startswith("run r1: Running, stage predict, 2500/16000 (16%), 93.1 images/s; ")
+
+
 def test_a_run_with_no_recent_progress_says_it_may_have_stopped(tmp_path, capsys):
     progress = {"stage": "prepare", "done": 0, "total": 10, "updatedAt": time.time() - 3600}
     assert main(["show", _run(tmp_path, progress_json=progress)]) == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -58,8 +59,14 @@ class _AttachLabels:
         return batch
 
 
+FILES_PER_BLOCK = 64  # a read task's files: one block, decoded in the same task
+
+
 def read_images(store: Store, items: list[tuple[str, str | None]]):
-    """A Ray Dataset of `bytes`, `path` (the URI) and `label` (None when unknown)."""
+    """A Ray Dataset of `bytes`, `path` (the URI) and `label` (None when unknown), in blocks of
+    about FILES_PER_BLOCK files. The steps after it take whole blocks (`batch_size=None`), so
+    Ray Data fuses the read, the decode and whatever follows into one task per block: no
+    block of raw bytes waits in the object store between them."""
     import ray
 
     by_scheme: dict[str, list[str]] = defaultdict(list)
@@ -70,7 +77,13 @@ def read_images(store: Store, items: list[tuple[str, str | None]]):
     for scheme, uris in sorted(by_scheme.items()):
         fs, _ = store.resolve(uris[0])
         paths = [store.resolve(u)[1] for u in uris]
-        ds = ray.data.read_binary_files(paths, filesystem=fs, include_paths=True, num_cpus=READ_CPUS)
+        ds = ray.data.read_binary_files(
+            paths,
+            filesystem=fs,
+            include_paths=True,
+            num_cpus=READ_CPUS,
+            override_num_blocks=max(1, math.ceil(len(paths) / FILES_PER_BLOCK)),
+        )
         attach = _AttachLabels(labels, scheme)
-        parts.append(ds.map_batches(attach, batch_format="numpy", num_cpus=READ_CPUS))
+        parts.append(ds.map_batches(attach, batch_size=None, batch_format="numpy", num_cpus=READ_CPUS))
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])

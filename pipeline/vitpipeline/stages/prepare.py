@@ -47,11 +47,12 @@ def prepare_batch(batch: dict, validation: ValidationSpec, geometry: Geometry) -
 
 
 def prepared(raw, validation: ValidationSpec, geometry: Geometry, cpus: float):
-    """The lazy Ray Dataset of prepared rows (stateless tasks: no model, no processor)."""
+    """The lazy Ray Dataset of prepared rows (stateless tasks: no model, no processor), a
+    whole read block at a time, so that Ray Data fuses this step into the read task."""
     return raw.map_batches(
         prepare_batch,
         fn_kwargs={"validation": validation, "geometry": geometry},
-        batch_size=64,
+        batch_size=None,
         batch_format="numpy",
         num_cpus=cpus,
     )

@@ -20,15 +20,31 @@ class Progress:
         self._last_write = 0.0
         self._echo = echo
         self.record: dict = {"runId": run_id, "stage": "starting"}
+        self._since: tuple[float, int] | None = None  # (when, done) the stage's rate counts from
 
-    def stage(self, name: str, total: int | None = None) -> None:
-        self.record.update(stage=name, done=0, total=total)
+    def stage(self, name: str, total: int | None = None, done: int = 0) -> None:
+        """A new stage; `done` items of it were done before it started here (an earlier
+        attempt's parts), so its rate counts only this attempt's."""
+        self.record.update(stage=name, done=done, total=total)
+        self.record.pop("perSecond", None)
+        self._since = (time.monotonic(), done)
         self._echo(f"{STAGE_LINE}{name}" + (f" ({total} items)" if total else ""))
         self._write(force=True)
 
     def update(self, **fields) -> None:
         self.record.update(fields)
+        if isinstance(fields.get("done"), int):
+            self._rate(fields["done"])
         self._write(force=False)
+
+    def _rate(self, done: int) -> None:
+        """`perSecond`: items (images, or steps in training) done per second since the stage
+        began here, or since the first count of a record that was not begun by `stage`."""
+        now = time.monotonic()
+        if self._since is None:
+            self._since = (now, done)
+        elif now > self._since[0] and done > self._since[1]:
+            self.record["perSecond"] = round((done - self._since[1]) / (now - self._since[0]), 2)
 
     def fail(self, error: str) -> None:
         """The run stopped: keep the stage it stopped in and the error, for the operator."""
