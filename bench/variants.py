@@ -161,6 +161,22 @@ def main(name: str, images: str, model: str, out: str) -> dict:
     store = Store(cfg.storage)
     if name != "e2e-baseline":
         start = time.perf_counter()
+    if name == "prepare-stage":
+        # The run's prepare stage as it runs in a run: decode -> uint8 shards written under the
+        # attempt, their bookkeeping read back, the manifest written (no training after it).
+        from vitpipeline.storage.layout import RunLayout
+        from vitpipeline.storage.progress import Progress
+
+        layout = RunLayout(out, name)
+        listing = runner.list_inputs(store, cfg)
+        prep = runner.prepare_images(
+            store, cfg, layout, layout.attempt(runner.new_attempt_id()), listing, geometry, Progress(None, "", name)
+        )
+        return {
+            "seconds": time.perf_counter() - start,
+            "items": prep.tally.counts["read"],
+            "shards_mib": prep.bytes / 2**20,
+        }
     if name == "prepare-ours":
         # Decode -> model-ready uint8, streamed (nothing materialized), every row consumed.
         n = sum(

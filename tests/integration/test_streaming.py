@@ -229,6 +229,6 @@ def test_a_blocks_read_decode_and_bookkeeping_run_as_one_task(capped_ray, tmp_pa
     assert done.count() == len(items)
     stats = done.stats()
     first = next(line for line in stats.splitlines() if line.startswith("Operator 1 "))
-    assert "ReadBinary->MapBatches(_AttachLabels)->MapBatches(prepare_batch)->MapBatches(tag_node)" in first, stats
+    assert "ReadImageFiles->MapBatches(_AttachLabels)->MapBatches(prepare_batch)->MapBatches(tag_node)" in first, stats
     assert f"{math.ceil(len(items) / FILES_PER_BLOCK)} tasks executed" in first, first
     assert not any(line.startswith("Operator 2 ") for line in stats.splitlines()), stats

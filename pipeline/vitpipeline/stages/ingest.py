@@ -60,6 +60,19 @@ class _AttachLabels:
 
 
 FILES_PER_BLOCK = 64  # a read task's files: one block, decoded in the same task
+FETCH_THREADS = 16  # a read task's files fetched at once: object stores answer in tens of ms
+
+
+def _image_files(paths: list[str], fs):
+    """Ray Data's binary-file source, its files fetched by FETCH_THREADS threads per read task
+    (as Ray's own image reader does; the plain binary reader fetches one file at a time, so a
+    block of 64 objects waited 64 round trips before its decode could start)."""
+    from ray.data._internal.datasource.binary_datasource import BinaryDatasource
+
+    class ImageFilesDatasource(BinaryDatasource):  # its read tasks are named ReadImageFiles
+        _NUM_THREADS_PER_TASK = FETCH_THREADS
+
+    return ImageFilesDatasource(paths, include_paths=True, filesystem=fs)
 
 
 def read_images(store: Store, items: list[tuple[str, str | None]]):
@@ -77,10 +90,8 @@ def read_images(store: Store, items: list[tuple[str, str | None]]):
     for scheme, uris in sorted(by_scheme.items()):
         fs, _ = store.resolve(uris[0])
         paths = [store.resolve(u)[1] for u in uris]
-        ds = ray.data.read_binary_files(
-            paths,
-            filesystem=fs,
-            include_paths=True,
+        ds = ray.data.read_datasource(
+            _image_files(paths, fs),
             num_cpus=READ_CPUS,
             override_num_blocks=max(1, math.ceil(len(paths) / FILES_PER_BLOCK)),
         )
