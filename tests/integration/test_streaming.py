@@ -208,16 +208,15 @@ def test_a_stage_counts_its_images_while_they_go(capped_ray):
 
 def test_a_blocks_read_decode_and_bookkeeping_run_as_one_task(capped_ray, tmp_path):
     """Ray Data fuses the read of a block of files with its decode and the steps after it (one
-    task per block of FILES_PER_BLOCK files), so raw bytes never wait in the object store
+    task per block of files), so raw bytes never wait in the object store
     between a read task and a decode task (a fixed batch size of the decode used to split
     them into two operators)."""
-    import math
     from pathlib import Path
 
     from vitpipeline.config import StorageSpec, ValidationSpec
     from vitpipeline.rules.pixels import Geometry
     from vitpipeline.rules.resources import READ_CPUS
-    from vitpipeline.stages.ingest import FILES_PER_BLOCK, read_images
+    from vitpipeline.stages.ingest import read_blocks, read_images
     from vitpipeline.stages.prepare import prepared, tag_node
     from vitpipeline.storage.store import Store
 
@@ -230,5 +229,5 @@ def test_a_blocks_read_decode_and_bookkeeping_run_as_one_task(capped_ray, tmp_pa
     stats = done.stats()
     first = next(line for line in stats.splitlines() if line.startswith("Operator 1 "))
     assert "ReadImageFiles->MapBatches(_AttachLabels)->MapBatches(prepare_batch)->MapBatches(tag_node)" in first, stats
-    assert f"{math.ceil(len(items) / FILES_PER_BLOCK)} tasks executed" in first, first
+    assert f"{read_blocks(len(items))} tasks executed" in first, first
     assert not any(line.startswith("Operator 2 ") for line in stats.splitlines()), stats

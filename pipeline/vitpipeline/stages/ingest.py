@@ -59,7 +59,16 @@ class _AttachLabels:
         return batch
 
 
-FILES_PER_BLOCK = 64  # a read task's files: one block, decoded in the same task
+FILES_PER_BLOCK = 64  # a read task's files at most: one block, decoded in the same task
+MIN_BLOCKS = 64  # so that a small listing still spreads over a cluster's nodes
+
+
+def read_blocks(files: int) -> int:
+    """Read tasks for `files` files: blocks of FILES_PER_BLOCK, but at least MIN_BLOCKS (one
+    file each at the least). 503 files in 8 blocks of 64 all ran on one of two worker pods."""
+    return max(1, math.ceil(files / FILES_PER_BLOCK), min(files, MIN_BLOCKS))
+
+
 FETCH_THREADS = 16  # a read task's files fetched at once: object stores answer in tens of ms
 
 
@@ -76,8 +85,8 @@ def _image_files(paths: list[str], fs):
 
 
 def read_images(store: Store, items: list[tuple[str, str | None]]):
-    """A Ray Dataset of `bytes`, `path` (the URI) and `label` (None when unknown), in blocks of
-    about FILES_PER_BLOCK files. The steps after it take whole blocks (`batch_size=None`), so
+    """A Ray Dataset of `bytes`, `path` (the URI) and `label` (None when unknown), in
+    `read_blocks` blocks. The steps after it take whole blocks (`batch_size=None`), so
     Ray Data fuses the read, the decode and whatever follows into one task per block: no
     block of raw bytes waits in the object store between them."""
     import ray
@@ -93,7 +102,7 @@ def read_images(store: Store, items: list[tuple[str, str | None]]):
         ds = ray.data.read_datasource(
             _image_files(paths, fs),
             num_cpus=READ_CPUS,
-            override_num_blocks=max(1, math.ceil(len(paths) / FILES_PER_BLOCK)),
+            override_num_blocks=read_blocks(len(paths)),
         )
         attach = _AttachLabels(labels, scheme)
         parts.append(ds.map_batches(attach, batch_size=None, batch_format="numpy", num_cpus=READ_CPUS))
