@@ -64,7 +64,9 @@ def describe(state: dict) -> str:
     if p.get("total"):
         line += f", {p.get('done', 0)}/{p['total']} ({100 * p.get('done', 0) / p['total']:.0f}%)"
     if p.get("perSecond"):
-        line += f", {p['perSecond']:.1f} {'steps' if state['stage'] == 'train' else 'images'}/s"
+        from .console import UNITS
+
+        line += f", {p['perSecond']:.1f} {UNITS.get(state['stage'], 'image')}s/s"
     if p.get("epoch") is not None:
         line += f", epoch {p['epoch']}"
     for k, v in (p.get("metrics") or {}).items():
