@@ -36,9 +36,7 @@ kind-node: testbed
 
 PHASE := tests/support/phase.sh
 
-# Every suite, the kind end-to-end run included; ends with the time each phase took. The kind
-# suite runs beside the others (its pods mostly wait on KubeRay and each other), its output
-# printed after theirs.
+# Every suite, the kind end-to-end run included; ends with the time each phase took.
 # Chromium (for the report's browser test) and the e2e images are installed and built in the
 # background beside the two Go builds (log: .cache/images-build.log).
 test:
@@ -53,14 +51,7 @@ test:
 	  $(PHASE) "kind node image" $(MAKE) --no-print-directory kind-node && \
 	  { wait $$images || { tail -n 40 .cache/images-build.log >&2; echo "background set-up failed" >&2; exit 1; }; } && \
 	  trap - EXIT
-	@export VITP_SUITES_TO_LOG=1; \
-	  $(PY) -m pytest tests/e2e -v --durations=10 > .cache/e2e-pytest.log 2>&1 & kind=$$!; \
-	  $(PY) -m pytest tests --ignore=tests/e2e -v --durations=20; others=$$?; \
-	  wait $$kind; kind_rc=$$?; \
-	  echo "======== the kind suite, run beside the others (.cache/e2e-pytest.log) ========"; \
-	  cat .cache/e2e-pytest.log; \
-	  $(PY) tests/support/phases.py; \
-	  if [ $$others -ne 0 ] || [ $$kind_rc -ne 0 ]; then echo "make test: pytest exit $$others, kind suite exit $$kind_rc" >&2; exit 1; fi
+	$(PY) -m pytest tests -v --durations=20
 
 # Debian's Chromium, for the browser test of report.html.
 browser:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from support import phases, s3server  # noqa: E402
 
 def pytest_configure(config):
     # `make test` ends with how long each phase took (tests/support/phases.py).
-    config.pluginmanager.register(phases.SuiteClock(to_log=bool(os.environ.get(phases.LOG_SUITES))), "vitp-phases")
+    config.pluginmanager.register(phases.SuiteClock(), "vitp-phases")
 
 
 @pytest.fixture(scope="session")

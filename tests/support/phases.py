@@ -52,20 +52,12 @@ def suite_of(nodeid: str) -> str:
     return parts[1] if len(parts) > 2 and parts[0] == "tests" else parts[0].split("::")[0]
 
 
-LOG_SUITES = "VITP_SUITES_TO_LOG"  # set by `make test`, whose pytest runs go side by side
-
-
 class SuiteClock:
-    """A pytest plugin: sums each suite's setup + call + teardown time and counts its tests.
+    """A pytest plugin: sums each suite's setup + call + teardown time and counts its tests."""
 
-    With $VITP_SUITES_TO_LOG set, a run appends its suites to the phase log instead of printing
-    the table: `make test` runs the kind suite beside the others and prints one table when both
-    have ended (`python tests/support/phases.py`)."""
-
-    def __init__(self, to_log: bool = False):
+    def __init__(self):
         self.seconds: dict[str, float] = defaultdict(float)
         self.tests: dict[str, int] = defaultdict(int)
-        self.to_log = to_log
 
     def pytest_runtest_logreport(self, report):
         suite = suite_of(report.nodeid)
@@ -84,14 +76,7 @@ class SuiteClock:
             lines.append(f"{'make test, wall':<44} {_clock((now or time.time()) - start):>8}")
         return lines
 
-    def pytest_sessionfinish(self, session):
-        if self.to_log:
-            for suite, seconds in self.seconds.items():
-                record(f"suite {suite} ({self.tests[suite]} tests)", seconds)
-
     def pytest_terminal_summary(self, terminalreporter):
-        if self.to_log:
-            return
         terminalreporter.section("time per phase")
         for line in self.table():
             terminalreporter.write_line(line)
@@ -100,9 +85,3 @@ class SuiteClock:
 def _clock(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes}:{secs:02d}"
-
-
-if __name__ == "__main__":
-    print("=" * 30 + " time per phase " + "=" * 30)
-    for line in SuiteClock().table():
-        print(line)

@@ -40,29 +40,3 @@ def test_table_sums_each_suite_and_ends_with_the_wall_time(tmp_path, monkeypatch
     assert lines[1].split() == ["suite", "unit", "(2", "tests)", "0:06"]
     assert lines[2].split() == ["suite", "e2e", "(1", "tests)", "2:05"]
     assert lines[3].split() == ["make", "test,", "wall", "3:05"]
-
-
-def test_runs_side_by_side_log_their_suites_and_one_table_lists_both(tmp_path, monkeypatch):
-    """`make test` runs the kind suite beside the others: each pytest run appends its suites to
-    the log, and `python tests/support/phases.py` prints one table after both."""
-    monkeypatch.setenv("VITP_PHASES", str(tmp_path / "phases.tsv"))
-    (tmp_path / "phases.tsv").write_text("start\t1000.0\t0\nkind node image\t61.0\t0\n")
-    for nodeid, secs in [("tests/e2e/test_k.py::t", 600.0), ("tests/integration/test_i.py::t", 900.0)]:
-        clock = phases.SuiteClock(to_log=True)
-        clock.pytest_runtest_logreport(SimpleNamespace(nodeid=nodeid, when="call", duration=secs))
-        clock.pytest_sessionfinish(session=None)
-    lines = phases.SuiteClock().table(now=1000.0 + 16 * 60)
-    assert [line.split() for line in lines] == [
-        ["kind", "node", "image", "1:01"],
-        ["suite", "e2e", "(1", "tests)", "10:00"],
-        ["suite", "integration", "(1", "tests)", "15:00"],
-        ["make", "test,", "wall", "16:00"],
-    ]
-    printed = subprocess.run(
-        [str(phases.ROOT / ".venv" / "bin" / "python"), str(phases.ROOT / "tests" / "support" / "phases.py")],
-        env={"VITP_PHASES": str(tmp_path / "phases.tsv"), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "suite e2e (1 tests)" in printed and "suite integration (1 tests)" in printed
