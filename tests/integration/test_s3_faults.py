@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections import Counter
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -114,7 +115,15 @@ def transient_run(data, s3, tmp_path_factory):
     summary = None
     if proc.returncode == 0:
         summary = json.loads(client.get_object(Bucket=BUCKET, Key=f"runs/{run}/summary.json")["Body"].read())
-    return {"proc": proc, "faults": faults, "summary": summary, "labelled": dict(labelled), "listed": listed}
+    return {
+        "proc": proc,
+        "faults": faults,
+        "summary": summary,
+        "labelled": dict(labelled),
+        "listed": listed,
+        "seen": list(proxy.seen),
+        "images": files,
+    }
 
 
 def test_transient_errors_on_every_kind_of_request_are_retried(transient_run):
@@ -131,6 +140,27 @@ def test_transient_errors_on_every_kind_of_request_are_retried(transient_run):
     assert all(hit.conditional for hit in commit_fault.hits)
     summary = transient_run["summary"]
     assert summary["counts"]["predicted"] == summary["counts"]["validation"] > 0
+
+
+def test_each_image_is_fetched_with_one_get_and_no_head(transient_run):
+    """The prepare stage reads each image with one request: the sizes come from the listing
+    (Ray would HEAD each path again for them) and the bytes from one GET (pyarrow's stream
+    sends a HEAD first). Before, the proxy saw 2 HEADs and a GET an image. (The report reads
+    its few thumbnails again later, each with one GET too.)"""
+    assert transient_run["proc"].returncode == 0
+    labelled = transient_run["labelled"]  # the images the run reads (the CSV leaves some out)
+    images = {k for k in transient_run["images"] if k.removeprefix("data/digits/") in labelled}
+    seen = transient_run["seen"]
+    prepared = min(x.arrived for x in seen if x.method == "PUT" and x.key.endswith("/prepared.json") and not x.faulted)
+    heads, gets = Counter(), Counter()
+    for x in seen:
+        if x.key.startswith("data/digits/") and "?" not in x.path and not x.faulted:
+            if x.method == "HEAD":
+                heads[x.key] += 1
+            elif x.arrived < prepared:
+                gets[x.key] += 1
+    assert not heads, f"HEADs of images: {sum(heads.values())} ({next(iter(heads))}, ...)"
+    assert {k: gets[k] for k in images} == dict.fromkeys(images, 1), gets.most_common(3)
 
 
 def test_labels_from_a_csv_are_joined_by_path(transient_run, s3):
@@ -163,6 +193,23 @@ def test_permanent_error_fails_with_its_reason_and_commits_nothing(data, s3, pro
     progress = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"runs/{run}/progress.json")["Body"].read())
     assert progress["stage"] == "failed" and progress["failedStage"] == "ingest", progress
     assert "ACCESS_DENIED" in progress["error"] and "data.sources[0].uri" in progress["error"], progress
+    assert f"runs/{run}/summary.json" not in keys(s3, BUCKET, f"runs/{run}/")
+
+
+def test_a_permanent_error_reading_an_image_fails_prepare_naming_the_source(data, s3, proxy, tmp_path):
+    """Listed fine, but an image's GET is refused: the read task's one GET fails the prepare
+    stage with the source's field, the object and S3's reason, and nothing is committed."""
+    run = "denied-image"
+    denied = proxy.inject(s3_error("AccessDenied", 403, 10_000, "GET", rf"^/{BUCKET}/data/digits/[^?]+$"))
+    proc = run_cli(tmp_path, config(run, data["model"]), ThroughProxy(s3, proxy))
+    assert proc.returncode == 1 and denied.injected >= 1, proc.stderr[-3000:]
+    assert all(re.search(DATA_TASK, hit.sender) for hit in denied.hits), [h.sender for h in denied.hits]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"vitpipeline: data\.sources\[0\]\.uri: s3://{BUCKET}/data/digits/\S+: AccessDenied during GetObject.*", line
+    ), line
+    progress = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"runs/{run}/progress.json")["Body"].read())
+    assert (progress["stage"], progress["failedStage"]) == ("failed", "prepare"), progress
     assert f"runs/{run}/summary.json" not in keys(s3, BUCKET, f"runs/{run}/")
 
 

@@ -23,6 +23,10 @@ PYARROW_HEAD = (
     "When reading information for key 'digits/3/a.png' in bucket 'data': AWS Error ACCESS_DENIED "
     "during HeadObject operation: No response body."
 )
+BOTO_GET = (
+    "cannot read s3://data/digits/3/a.png: An error occurred (AccessDenied) when calling the "
+    "GetObject operation: injected by the test"
+)
 BOTO_PUT = (
     "cannot write s3://runs/out/r1/summary.json: An error occurred (AccessDenied) when calling the "
     "PutObject operation: injected by the test"
@@ -44,6 +48,11 @@ BOTO_PUT = (
             'ray::Write() (pid=1, ip=127.0.0.1)\n  File "x.py", line 3\nOSError: ' + PYARROW_UPLOAD + "\n",
             "output.uri: s3://runs/out/r1/checkpoints/checkpoint_000000/model.safetensors: "
             "ACCESS_DENIED during CreateMultipartUpload: injected by the test",
+        ),
+        # An image's GET in a Ray Data read task (one request, no HEAD first).
+        (
+            "ray::ReadImageFiles() (pid=1, ip=127.0.0.1)\nOSError: " + BOTO_GET + "\n",
+            "data.sources[0].uri: s3://data/digits/3/a.png: AccessDenied during GetObject: injected by the test",
         ),
         ("ValueError: something else entirely", None),
     ],

@@ -12,10 +12,10 @@ _PYARROW = re.compile(
     r"When [^'\n]*? key '(?P<key>[^'\n]*)' in bucket '(?P<bucket>[^'\n]*)': "
     r"AWS Error (?P<code>\w+) during (?P<op>\w+) operation: ?(?P<msg>[^\n]*)"
 )
-# boto3 (the summary's conditional put), as Store re-raises it: "cannot write <uri>: An error
-# occurred (<Code>) when calling the <Operation> operation: <message>".
+# boto3 (the summary's conditional put, the images' GETs), as Store re-raises it: "cannot
+# write|read <uri>: An error occurred (<Code>) when calling the <Operation> operation: <message>".
 _BOTO = re.compile(
-    r"cannot write (?P<uri>s3://\S+): An error occurred \((?P<code>\w+)\) "
+    r"cannot (?:write|read) (?P<uri>s3://\S+): An error occurred \((?P<code>\w+)\) "
     r"when calling the (?P<op>\w+) operation: ?(?P<msg>[^\n]*)"
 )
 _NO_MESSAGE = {"", "No response body."}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import threading
 import uuid
 from urllib.parse import urlparse
 
@@ -35,6 +36,47 @@ def s3_filesystem(storage: StorageSpec) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(**kwargs)
 
 
+_CLIENTS: dict[tuple, object] = {}
+_CLIENTS_LOCK = threading.Lock()  # boto3's default session is not safe to share while it builds
+
+
+def s3_client(storage: StorageSpec, connections: int = 10):
+    """A boto3 S3 client with the same endpoint, region and retry policy as the pyarrow
+    filesystem, one per process and settings (a client is thread-safe once built)."""
+    import boto3
+    from botocore.config import Config
+
+    region = storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    key = (_endpoint(storage), region, connections)
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = boto3.client(
+                "s3",
+                endpoint_url=key[0],
+                region_name=region,
+                # Transient errors retried with backoff, as by the pyarrow filesystem. A retried
+                # conditional PUT whose first try landed gets 412: still exactly one commit.
+                config=Config(retries={"mode": "standard", "max_attempts": 6}, max_pool_connections=connections),
+            )
+        return _CLIENTS[key]
+
+
+def get_object(storage: StorageSpec, uri: str, connections: int = 10) -> bytes:
+    """The bytes of one `s3://` object in a single GET. (pyarrow's filesystem first sends a HEAD
+    for the size, doubling the requests of a read of many small objects.)"""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    try:
+        return s3_client(storage, connections).get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            raise FileNotFoundError(uri) from err
+        raise OSError(f"cannot read {uri}: {err}") from err
+    except BotoCoreError as err:
+        raise OSError(f"cannot read {uri}: {err}") from err
+
+
 class Store:
     """One place to read and write a run's files, whatever the URI scheme."""
 
@@ -42,6 +84,11 @@ class Store:
         self._storage = storage
         self._s3: pafs.S3FileSystem | None = None
         self._local = pafs.LocalFileSystem()
+        self._sizes: dict[str, int] = {}  # of the files listed so far, by URI
+
+    @property
+    def storage(self) -> StorageSpec:
+        return self._storage
 
     def resolve(self, uri: str) -> tuple[pafs.FileSystem, str]:
         if is_s3(uri):
@@ -65,7 +112,12 @@ class Store:
             name = posixpath.basename(entry.path)
             if entry.type == pafs.FileType.File and not name.startswith("."):
                 out.append(prefix + entry.path)
+                self._sizes[prefix + entry.path] = entry.size
         return sorted(out)
+
+    def size_of(self, uri: str) -> int | None:
+        """The size the listing gave `uri`, or None when it was not listed by this Store."""
+        return self._sizes.get(uri)
 
     def total_bytes(self, uri: str) -> int:
         """The summed size of every file under `uri`."""
@@ -78,6 +130,9 @@ class Store:
         return fs.get_file_info(path).type != pafs.FileType.NotFound
 
     def read_bytes(self, uri: str) -> bytes:
+        """The whole object (one GET on S3); FileNotFoundError when there is none."""
+        if is_s3(uri):
+            return get_object(self._storage, uri)
         fs, path = self.resolve(uri)
         with fs.open_input_stream(path) as f:
             return f.read()
@@ -120,25 +175,11 @@ class Store:
             os.unlink(tmp)
 
     def _s3_create_once(self, uri: str, data: bytes) -> bool:
-        import boto3
-        from botocore.config import Config
         from botocore.exceptions import ClientError
 
         bucket, _, key = uri[len("s3://") :].partition("/")
-        client = boto3.client(
-            "s3",
-            endpoint_url=_endpoint(self._storage),
-            region_name=self._storage.region
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or "us-east-1",
-            # The same policy as the pyarrow filesystem: transient errors retried with backoff.
-            # A retried PUT whose first try landed gets 412, read back as "committed first"
-            # with this attempt's own summary: still exactly one commit.
-            config=Config(retries={"mode": "standard", "max_attempts": 6}),
-        )
         try:
-            client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+            s3_client(self._storage).put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
             return True
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
