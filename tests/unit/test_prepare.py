@@ -57,8 +57,8 @@ def test_manifest_is_reused_only_for_the_same_inputs():
     assert not reusable(None, digest) and Manifest.from_json(b"{half") is None
 
 
-def test_read_tasks_take_64_files_each_but_a_small_listing_still_gets_64_tasks():
+def test_read_tasks_take_256_files_each_but_a_small_listing_still_gets_64_tasks():
     from vitpipeline.stages.ingest import read_blocks
 
     # 503 files in 8 blocks of 64 all ran on one of two worker pods (kind); 64 spread them.
-    assert [read_blocks(n) for n in (0, 1, 10, 503, 4096, 4097, 16000)] == [1, 1, 10, 64, 64, 65, 250]
+    assert [read_blocks(n) for n in (0, 1, 10, 503, 16384, 16385, 160000)] == [1, 1, 10, 64, 64, 65, 625]
