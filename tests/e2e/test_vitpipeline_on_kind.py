@@ -190,12 +190,15 @@ def test_gpu_pipeline_on_a_cpu_only_cluster_fails_fast_saying_why(e2e):
 # Two worker pods, so that DDP and the shard feed cross a Ray node boundary. Requests on the
 # 2-CPU node: 1000m for the rest, 200m head, 2 x 300m workers, 100m submitter. Ray counts each
 # worker pod as 1 CPU (300m rounded up). backoffLimit 1: the head's loss may be recovered by
-# KubeRay's retry of the RayJob (see the scenario).
+# KubeRay's retry of the RayJob (see the scenario). 4Gi a pod: with 3Gi, Ray's memory monitor
+# (95% of the pod's limit) killed the shard listing of the prepare stage in two of three
+# attempts on 2026-12-06 ("2.89GB used / 3.00GB limit"), and the run ended Failed.
 TWO_PODS = {
     "head.cpu": "200m",
+    "head.memory": "4Gi",
     "workers.replicas": 2,
     "workers.cpu": "300m",
-    "workers.memory": "3Gi",
+    "workers.memory": "4Gi",
     "pipeline.training.numWorkers": 2,
     "pipeline.training.epochs": 20,  # room for three faults: each resumes from a checkpoint
     "backoffLimit": 1,

@@ -196,49 +196,40 @@ def test_permanent_error_fails_with_its_reason_and_commits_nothing(data, s3, pro
     assert f"runs/{run}/summary.json" not in keys(s3, BUCKET, f"runs/{run}/")
 
 
-def test_a_permanent_error_reading_an_image_fails_prepare_naming_the_source(data, s3, proxy, tmp_path):
-    """Listed fine, but an image's GET is refused: the read task's one GET fails the prepare
-    stage with the source's field, the object and S3's reason, and nothing is committed."""
-    run = "denied-image"
-    denied = proxy.inject(s3_error("AccessDenied", 403, 10_000, "GET", rf"^/{BUCKET}/data/digits/[^?]+$"))
-    proc = run_cli(tmp_path, config(run, data["model"]), ThroughProxy(s3, proxy))
-    assert proc.returncode == 1 and denied.injected >= 1, proc.stderr[-3000:]
-    assert all(re.search(DATA_TASK, hit.sender) for hit in denied.hits), [h.sender for h in denied.hits]
-    line = proc.stderr.strip().splitlines()[-1]
-    assert re.fullmatch(
-        rf"vitpipeline: data\.sources\[0\]\.uri: s3://{BUCKET}/data/digits/\S+: AccessDenied during GetObject.*", line
-    ), line
-    progress = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"runs/{run}/progress.json")["Body"].read())
-    assert (progress["stage"], progress["failedStage"]) == ("failed", "prepare"), progress
-    assert f"runs/{run}/summary.json" not in keys(s3, BUCKET, f"runs/{run}/")
-
-
 # A permanent error (403 AccessDenied, never retried) at each later stage, met by the process
-# that does that stage's writing: the run fails in that stage with one line naming the
-# config field, the object and S3's reason, records the same in its progress, and commits
-# nothing. (Ingest is the test above.)
+# that does that stage's reading or writing: the run fails in that stage with one line naming
+# the config field, the object and S3's reason, records the same in its progress, and commits
+# nothing. (Ingest is the test above.) Case: (stage, method, object under the bucket, field
+# and object in the line, sender); {run} is the case's run id.
+OUTPUT = r"output\.uri: s3://" + BUCKET + r"/runs/{run}/\S+"
 PERMANENT = {
-    "prepare": ("*", r"attempts/[^/]+/prepared/", r"."),
-    "train": ("*", r"checkpoints/[^?]*checkpoint_[^/]+/[^?]*[^/?](\?|$)", TRAIN_WORKER),
-    "infer": ("*", r"attempts/[^/]+/predictions/[^?]+\.parquet", DATA_TASK),
-    "commit": ("PUT", r"summary\.json$", DRIVER),
+    "prepare": ("prepare", "*", r"runs/{run}/attempts/[^/]+/prepared/", OUTPUT, r"."),
+    # an image's one GET in a read task (listed fine, then refused)
+    "prepare-image": (
+        "prepare",
+        "GET",
+        r"data/digits/[^?]+$",
+        r"data\.sources\[0\]\.uri: s3://" + BUCKET + r"/data/digits/\S+",
+        DATA_TASK,
+    ),
+    "train": ("train", "*", r"runs/{run}/checkpoints/[^?]*checkpoint_[^/]+/[^?]*[^/?](\?|$)", OUTPUT, TRAIN_WORKER),
+    "infer": ("infer", "*", r"runs/{run}/attempts/[^/]+/predictions/[^?]+\.parquet", OUTPUT, DATA_TASK),
+    "commit": ("commit", "PUT", r"runs/{run}/summary\.json$", OUTPUT, DRIVER),
 }
 
 
-@pytest.mark.parametrize("stage", list(PERMANENT))
-def test_a_permanent_error_in_each_stage_fails_it_with_s3s_reason_and_commits_nothing(stage, data, s3, proxy, tmp_path):
-    run = f"denied-in-{stage}"
-    method, path, sender = PERMANENT[stage]
-    denied = proxy.inject(s3_error("AccessDenied", 403, 10_000, method, rf"^/{BUCKET}/runs/{run}/{path}"))
+@pytest.mark.parametrize("case", list(PERMANENT))
+def test_a_permanent_error_in_each_stage_fails_it_with_s3s_reason_and_commits_nothing(case, data, s3, proxy, tmp_path):
+    run = f"denied-in-{case}"
+    stage, method, path, where, sender = PERMANENT[case]
+    denied = proxy.inject(s3_error("AccessDenied", 403, 10_000, method, rf"^/{BUCKET}/" + path.format(run=run)))
     cfg = config(run, data["model"])
     cfg["training"]["maxFailures"] = 0  # no Ray Train restart: a 403 would meet it again
     proc = run_cli(tmp_path, cfg, ThroughProxy(s3, proxy))
     assert proc.returncode == 1 and denied.injected >= 1, proc.stderr[-3000:]
     assert all(re.search(sender, hit.sender) for hit in denied.hits), [h.sender for h in denied.hits]
     line = proc.stderr.strip().splitlines()[-1]
-    assert re.fullmatch(
-        rf"vitpipeline: output\.uri: s3://{BUCKET}/runs/{run}/\S+: (ACCESS_DENIED|AccessDenied) during \w+.*", line
-    ), line
+    assert re.fullmatch(rf"vitpipeline: {where.format(run=run)}: (ACCESS_DENIED|AccessDenied) during \w+.*", line), line
     progress = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"runs/{run}/progress.json")["Body"].read())
     assert (progress["stage"], progress["failedStage"]) == ("failed", stage), progress
     assert progress["error"] == line.removeprefix("vitpipeline: "), progress
