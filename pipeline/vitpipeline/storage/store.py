@@ -22,9 +22,13 @@ def _endpoint(storage: StorageSpec) -> str | None:
     return storage.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
+def _region(storage: StorageSpec) -> str:
+    return storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
 def s3_filesystem(storage: StorageSpec) -> pafs.S3FileSystem:
     kwargs: dict = {
-        "region": storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "region": _region(storage),
         # Transient S3 errors (throttling, 5xx, resets) are retried with backoff.
         "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=6),
     }
@@ -46,7 +50,7 @@ def s3_client(storage: StorageSpec, connections: int = 10):
     import boto3
     from botocore.config import Config
 
-    region = storage.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    region = _region(storage)
     key = (_endpoint(storage), region, connections)
     with _CLIENTS_LOCK:
         if key not in _CLIENTS:
