@@ -309,6 +309,8 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
                     interval=2,
                 )
                 resumed["before"] = s3_etags(e2e, run_prefix(st))
+                # Read while nothing runs: the new attempt's retention may drop one later.
+                resumed["checkpoints"] = checkpoint_steps(e2e, resumed["before"])
                 patch_suspend(e2e, "digits", False)
                 resumed["at"] = time.monotonic()
                 deploy.log("resumed")
@@ -319,7 +321,6 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
                 suspended["first"]["trainerAttempt"],
             ):
                 resumed.update(progress=dict(progress), cluster=st["rayClusterName"])
-                resumed["checkpoints"] = checkpoint_steps(e2e, resumed["before"])
                 resumed["checkpointsNow"] = s3_etags(e2e, f"{run_prefix(st)}checkpoints/")
                 heads = e2e.kubectl.get_json(
                     "-n", RUN_NS, "pods", "-l", f"ray.io/cluster={st['rayClusterName']},ray.io/node-type=head"
@@ -414,7 +415,8 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
 
     # 2. Suspended (as Kueue preempts): the phase said so, the RayCluster and its pods went (waited
     # for above); resumed, a new cluster started and a new attempt resumed from a checkpoint
-    # written before the suspension, byte for byte. Nothing written before it was lost or
+    # written before the suspension, whose files were never overwritten (Ray Train's rotation
+    # may delete it once a later one is written). Nothing written before it was lost or
     # overwritten but what every attempt rewrites by design.
     assert any(s["phase"] == "Suspended" for s in seen), seen
     assert resumed.get("progress"), f"no attempt trained after the resume: {seen}"
@@ -423,9 +425,13 @@ def test_cpu_example_runs_to_succeeded_and_cleans_up(e2e):
     assert step is not None and step >= per_epoch and step % per_epoch == 0, resumed["progress"]
     checkpoint = resumed["checkpoints"].get(step)
     assert checkpoint, (step, resumed["checkpoints"])
-    before = resumed["before"]
+    before, now = resumed["before"], resumed["checkpointsNow"]
     kept = {k: v for k, v in before.items() if k.startswith(checkpoint)}
-    assert kept and all(resumed["checkpointsNow"].get(k) == v for k, v in kept.items()), checkpoint
+    assert kept and all(now.get(k) in (v, None) for k, v in kept.items()), checkpoint  # never overwritten
+    if not any(k in now for k in kept):
+        # Gone only by Ray Train's retention (the two best by eval accuracy, and the latest),
+        # which drops it once the new attempt has written a later one.
+        assert set(now) - set(before), (checkpoint, sorted(now))
     after = s3_etags(e2e, prefix)
     changed = sorted(k for k, etag in before.items() if after.get(k) != etag)
     by_design = [k for k in changed if k.removeprefix(prefix) in REWRITTEN or k.startswith(f"{prefix}checkpoints/")]
