@@ -34,11 +34,11 @@ from .rules.split import stratified_split
 from .stages import commit, ingest
 from .stages.infer import Predictor
 from .stages.prepare import (
-    META_COLUMNS,
     NODE_COLUMN,
     Manifest,
     inputs_digest,
     prepared,
+    read_meta,
     read_shard,
     reusable,
     split_rows,
@@ -170,7 +170,7 @@ def prepare_images(
         with Counter(progress) as counter:
             rows = rows.map_batches(tag_node, batch_format="numpy", num_cpus=READ_CPUS)
             counter.counted(rows, READ_CPUS).write_parquet(path, filesystem=fs)
-    meta = ray.data.read_parquet(path, filesystem=fs).select_columns([*META_COLUMNS, NODE_COLUMN]).to_pandas()
+    meta = read_meta(fs, path)
     t = tally(
         meta["path"],
         meta["label"],

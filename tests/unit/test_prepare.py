@@ -2,6 +2,7 @@
 lets a later attempt skip the stage only when its inputs are the same."""
 
 import io
+import os
 
 import numpy as np
 from PIL import Image
@@ -62,3 +63,43 @@ def test_read_tasks_take_256_files_each_but_a_small_listing_still_gets_64_tasks(
 
     # 503 files in 8 blocks of 64 all ran on one of two worker pods (kind); 64 spread them.
     assert [read_blocks(n) for n in (0, 1, 10, 503, 16384, 16385, 160000)] == [1, 1, 10, 64, 64, 65, 625]
+
+
+def test_the_shard_sets_small_columns_are_read_without_the_images(tmp_path):
+    """The counts come from every shard's meta columns; the image column (most of the bytes)
+    is not read: what is read is each file's footer (Parquet reads its last 64 KiB at once)
+    and the small columns' chunks, a few percent of 2 MB shards (a real one holds 256 images)."""
+    import pyarrow as pa
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+    from fsspec.implementations.local import LocalFileSystem
+
+    from vitpipeline.stages.prepare import META_COLUMNS, NODE_COLUMN, read_meta
+
+    for shard in range(3):
+        rows = [f"s3://b/{shard}/{i}.jpg" for i in range(20)]
+        table = pa.table(
+            {
+                "path": rows,
+                "label": ["x"] * 20,
+                "reason": ["ok"] * 20,
+                "mode": ["RGB"] * 20,
+                NODE_COLUMN: [f"10.0.0.{shard}"] * 20,
+                "image": [os.urandom(100_000) for _ in range(20)],  # incompressible, as pixels nearly are
+            }
+        )
+        pq.write_table(table, tmp_path / f"part-{shard}.parquet")
+    read: list[int] = []
+
+    class Counting(LocalFileSystem):  # the bytes each read hands back
+        def _open(self, path, mode="rb", **kwargs):
+            f = super()._open(path, mode, **kwargs)
+            plain = f.read
+            f.read = lambda n=-1: read.append(len(data := plain(n))) or data
+            return f
+
+    meta = read_meta(pafs.PyFileSystem(pafs.FSSpecHandler(Counting())), str(tmp_path))
+    assert list(meta.columns) == [*META_COLUMNS, NODE_COLUMN]
+    assert len(meta) == 60 and meta[NODE_COLUMN].nunique() == 3
+    total = sum(f.stat().st_size for f in tmp_path.iterdir())
+    assert 0 < sum(read) < total / 10, (sum(read), total)
