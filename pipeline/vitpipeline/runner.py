@@ -214,7 +214,7 @@ def shard_rows(store: Store, config: PipelineConfig, prep: Prepared, split: Spli
     files = [f for f in store.list_files(prep.uri) if f.endswith(".parquet")]
     columns = ["path", "label", "reason", "image"]
     return (
-        ray.data.from_items([{"file": f} for f in files])
+        ingest.small_blocks(ray.data.from_items([{"file": f} for f in files]))
         .map_batches(
             read_shard,
             fn_kwargs={"columns": columns, "storage": config.storage},

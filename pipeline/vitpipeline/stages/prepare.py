@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +49,9 @@ def prepare_batch(batch: dict, validation: ValidationSpec, geometry: Geometry) -
 
 def prepared(raw, validation: ValidationSpec, geometry: Geometry, cpus: float):
     """The lazy Ray Dataset of prepared rows (stateless tasks: no model, no processor), a
-    whole read block at a time, so that Ray Data fuses this step into the read task."""
+    whole read block at a time, so that Ray Data fuses this step into the read task (a fixed
+    batch size keeps them apart). A read block holds 4 MiB of files at most (`small_blocks`),
+    so a task decodes that much at once however many files it reads."""
     return raw.map_batches(
         prepare_batch,
         fn_kwargs={"validation": validation, "geometry": geometry},
@@ -110,19 +113,24 @@ def reusable(manifest: Manifest | None, digest: str) -> bool:
     return manifest is not None and manifest.digest == digest
 
 
-def read_shard(batch: dict, columns: list[str], storage) -> dict:
-    """The given columns of each listed shard file: the feed's read task."""
+SHARD_BATCH = 32  # rows handed on at a time by the training feed's read tasks
+
+
+def read_shard(batch: dict, columns: list[str], storage) -> Iterator:
+    """The given columns of each listed shard file, SHARD_BATCH rows at a time: the feed's
+    read task holds a row group of a shard at most (the shard writer's blocks, 4 MiB at most),
+    never the whole shard."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ..storage.store import Store
 
     store = Store(storage)
-    tables = []
     for uri in batch["file"]:
         fs, path = store.resolve(str(uri))
-        tables.append(pq.read_table(path, filesystem=fs, columns=columns))
-    return pa.concat_tables(tables)
+        with fs.open_input_file(path) as f:
+            for rows in pq.ParquetFile(f).iter_batches(batch_size=SHARD_BATCH, columns=columns):
+                yield pa.Table.from_batches([rows])
 
 
 def read_meta(fs, path: str):

@@ -172,30 +172,52 @@ class ModelInputs:
 
 class WaitClock:
     """Seconds the training loop spent blocked on its next batch, against seconds in steps:
-    their ratio says whether the data path starved the model."""
+    their ratio says whether the data path starved the model.
+
+    The first pass over the data starts at once (`timed` is called before the model loads),
+    in a thread of its own: its stream is planned, its first shard reads and its first batch
+    made while the worker loads the model and builds the Trainer, so the first step does not
+    wait for all of that in turn. Later passes start when the Trainer asks for them."""
 
     def __init__(self):
         self.wait = 0.0
+        self.first_wait = 0.0  # the first pass's wait for its first batch
         self.batches = 0
 
     def timed(self, iterable):
         import time
+        from concurrent.futures import ThreadPoolExecutor
 
         from ray.data.iterator import _IterableFromIterator  # what prepare_trainer recognises
 
-        def batches():
+        def begin():
             it = iter(iterable)
-            while True:
-                start = time.perf_counter()
-                try:
-                    batch = next(it)
-                except StopIteration:
-                    return
+            return it, next(it, _END)
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="vitpipeline-first-batch")
+        head = pool.submit(begin)
+        pool.shutdown(wait=False)  # the thread ends with its one task
+
+        def batches():
+            nonlocal head
+            start = time.perf_counter()
+            if head is not None:
+                (it, batch), head = head.result(), None  # re-raises what the first pass raised
+                self.first_wait = time.perf_counter() - start
+            else:
+                it = iter(iterable)
+                batch = next(it, _END)
+            while batch is not _END:
                 self.wait += time.perf_counter() - start
                 self.batches += 1
                 yield batch
+                start = time.perf_counter()
+                batch = next(it, _END)
 
         return _IterableFromIterator(batches)
+
+
+_END = object()
 
 
 def train_loop(plan: TrainPlan) -> None:
@@ -218,6 +240,23 @@ def train_loop(plan: TrainPlan) -> None:
 
     torch.set_num_threads(plan.threads)
     ctx = ray.train.get_context()
+    # Each epoch streams the shards again: the collate step draws new crops every pass, on
+    # the worker's own device, two batches ahead of the step that needs them. The first pass
+    # starts here, before the model loads (see WaitClock).
+    device = None
+    if plan.use_gpu:
+        import ray.train.torch
+
+        device = ray.train.torch.get_device()
+    clock = WaitClock()
+    train_iter = clock.timed(
+        ray.train.get_dataset_shard("train").iter_torch_batches(
+            batch_size=plan.batch_size,
+            local_shuffle_buffer_size=4 * plan.batch_size,
+            collate_fn=ModelInputs(plan.geometry, plan.augment, device),
+            prefetch_batches=2,
+        )
+    )
     id2label = dict(enumerate(plan.class_names))
     model_dir = local_model(plan.model, plan.storage)
     model = AutoModelForImageClassification.from_pretrained(
@@ -235,22 +274,6 @@ def train_loop(plan: TrainPlan) -> None:
         logits, labels = eval_pred
         return accuracy.compute(predictions=np.argmax(logits, axis=-1), references=labels)
 
-    # Each epoch streams the shards again: the collate step draws new crops every pass, on
-    # the worker's own device, two batches ahead of the step that needs them.
-    device = None
-    if plan.use_gpu:
-        import ray.train.torch
-
-        device = ray.train.torch.get_device()
-    clock = WaitClock()
-    train_iter = clock.timed(
-        ray.train.get_dataset_shard("train").iter_torch_batches(
-            batch_size=plan.batch_size,
-            local_shuffle_buffer_size=4 * plan.batch_size,
-            collate_fn=ModelInputs(plan.geometry, plan.augment, device),
-            prefetch_batches=2,
-        )
-    )
     # One batch ahead, never more, for evaluation: with several prefetch threads Ray may hand
     # batches over out of order, the short last batch lands at a different step on each
     # worker, and the Trainer's all-gather of eval logits then mismatches across workers.
@@ -422,6 +445,7 @@ def train_loop(plan: TrainPlan) -> None:
         "steps": steps.steps,
         "step_seconds": round(steps.seconds, 3),
         "data_wait_seconds": round(clock.wait, 3),
+        "first_batch_wait_seconds": round(clock.first_wait, 3),
     }
     workers = [mine]
     if dist.is_available() and dist.is_initialized():
