@@ -44,6 +44,7 @@ from .stages.prepare import (
     split_rows,
     tag_node,
     usable_rows,
+    write_shards,
 )
 from .storage.layout import AttemptLayout, RunLayout, attempt_id, is_s3
 from .storage.progress import Counter, Progress
@@ -169,7 +170,7 @@ def prepare_images(
         rows = prepared(ingest.read_images(store, listing.items), config.validation, geometry, READ_CPUS)
         with Counter(progress) as counter:
             rows = rows.map_batches(tag_node, batch_format="numpy", num_cpus=READ_CPUS)
-            counter.counted(rows, READ_CPUS).write_parquet(path, filesystem=fs)
+            write_shards(counter.counted(rows, READ_CPUS), path, fs, READ_CPUS)
     meta = read_meta(fs, path)
     t = tally(
         meta["path"],

@@ -234,30 +234,43 @@ def test_a_blocks_read_decode_and_bookkeeping_run_as_one_task(capped_ray, tmp_pa
 
 
 def test_blocks_stay_small_however_many_files_a_task_reads(capped_ray, tmp_path):
-    """A read task takes more files as the listing grows (`read_blocks`), but what it hands
-    on to the object store comes in blocks of BLOCK_BYTES at most: prediction's memory stays
-    flat in the listing's size. 1,003 files in 64 tasks of 15-16 images of 3x384x384 uint8
-    (442 KB each, 7 MB a task) must arrive in blocks of at most 4 MiB and one image."""
+    """A read task takes more files as the listing grows (`read_blocks`), but what it holds
+    at once and hands on comes in blocks of BLOCK_BYTES at most. 1,003 files in 64 tasks of
+    15-16 images of 3x384x384 uint8 (442 KB each, 7 MB a task) must arrive in blocks of at
+    most 4 MiB and one image; written as shards, each task writes one file (the write runs in
+    the read's task) whose row groups are those blocks."""
     from pathlib import Path
 
     import numpy as np
+    import pyarrow.parquet as pq
 
     from vitpipeline.config import StorageSpec, ValidationSpec
     from vitpipeline.rules.pixels import Geometry
     from vitpipeline.rules.resources import READ_CPUS
     from vitpipeline.stages.ingest import BLOCK_BYTES, read_blocks, read_images
-    from vitpipeline.stages.prepare import prepared
+    from vitpipeline.stages.prepare import prepared, tag_node, write_shards
     from vitpipeline.storage.store import Store
 
     write_digits(tmp_path / "digits", per_class=100)
     items = [(str(p), p.parent.name) for p in sorted(Path(tmp_path / "digits").rglob("*.*"))]
     side = 384
     image_bytes = 3 * side * side
-    assert len(items) / read_blocks(len(items)) * image_bytes > 1.5 * BLOCK_BYTES  # tasks would overflow
+    tasks = read_blocks(len(items))
+    assert len(items) / tasks * image_bytes > 1.5 * BLOCK_BYTES  # a task's images would overflow a block
     geometry = Geometry(side, side, (side, side), None, 2, (0.5,) * 3, (0.5,) * 3, 1 / 255)
     rows = prepared(read_images(Store(StorageSpec()), items), ValidationSpec(), geometry, READ_CPUS)
     sizes = [len(b["path"]) for b in rows.iter_batches(batch_size=None, batch_format="numpy")]
     assert sum(sizes) == len(items)
     assert max(sizes) * image_bytes <= BLOCK_BYTES + image_bytes, sizes
-    assert len(sizes) > read_blocks(len(items)), sizes
+    assert len(sizes) > tasks, sizes
     assert np.mean(sizes) > 3, sizes  # cut where a block passes the size, not one image a block
+
+    write_shards(
+        rows.map_batches(tag_node, batch_format="numpy", num_cpus=READ_CPUS), str(tmp_path / "shards"), None, READ_CPUS
+    )
+    shards = sorted((tmp_path / "shards").glob("*.parquet"))
+    assert len(shards) == tasks, len(shards)
+    groups = [pq.ParquetFile(f).metadata for f in shards]
+    assert sum(m.num_rows for m in groups) == len(items)
+    largest = max(m.row_group(i).num_rows for m in groups for i in range(m.num_row_groups))
+    assert largest * image_bytes <= BLOCK_BYTES + image_bytes, largest

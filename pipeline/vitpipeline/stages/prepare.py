@@ -61,6 +61,15 @@ def prepared(raw, validation: ValidationSpec, geometry: Geometry, cpus: float):
     )
 
 
+def write_shards(rows, path: str, filesystem, cpus: float) -> None:
+    """`rows` written as the shard set under `path`: each read task writes its own rows, in
+    one Parquet file whose row groups are its blocks (so the feed reads 4 MiB at a time). The
+    write asks for the CPUs the steps before it ask for, so that Ray Data fuses it into their
+    task (at its default of one CPU it ran as tasks of its own, a file a block, each prepared
+    block waiting in the object store for its write)."""
+    rows.write_parquet(path, filesystem=filesystem, ray_remote_args={"num_cpus": cpus})
+
+
 def tag_node(batch: dict) -> dict:
     """Each row with the Ray node (its IP) that prepared it: the summary counts rows per node,
     which shows the work spread over a cluster's pods."""
