@@ -103,14 +103,29 @@ class Predictor:
         return out
 
     def _forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The `top_k` labels and their softmax scores of each image, best first."""
+        """The `top_k` labels and their softmax scores of each image, best first. A short
+        batch is padded with black images up to a multiple of PAD_TO, so that the forward
+        pass meets few shapes: the CPU kernels keep what they prepare for each new batch
+        length, and a long run meets most lengths below the batch size."""
         import torch
 
         from ..rules.pixels import normalize
 
+        n = len(images)
+        images = np.ascontiguousarray(images)
+        if padded_length(n) > n:
+            images = np.concatenate([images, np.zeros((padded_length(n) - n, *images.shape[1:]), images.dtype)])
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast):
-            x = torch.from_numpy(np.ascontiguousarray(images)).to(self._device, non_blocking=True)
+            x = torch.from_numpy(images).to(self._device, non_blocking=True)
             x = normalize(x, self._geometry).to(self._dtype)
-            probs = torch.softmax(self._model(pixel_values=x).logits.float(), dim=-1)
+            probs = torch.softmax(self._model(pixel_values=x).logits[:n].float(), dim=-1)
             top_scores, top_index = probs.topk(min(self._top_k, probs.shape[-1]), dim=-1)
         return self._labels[top_index.cpu().numpy()], top_scores.cpu().numpy().astype(np.float32)
+
+
+PAD_TO = 8
+
+
+def padded_length(n: int) -> int:
+    """The batch length a forward pass of `n` images runs at: `n` rounded up to PAD_TO."""
+    return -(-n // PAD_TO) * PAD_TO

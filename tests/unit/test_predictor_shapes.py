@@ -1,0 +1,51 @@
+"""The Predictor's forward passes run at few batch lengths (a short batch padded up to a
+multiple of PAD_TO): the CPU kernels keep what they prepare for each new length, so a long
+run that met every length below the batch size grew its actors' memory. Padding must not
+change any real image's prediction."""
+
+import numpy as np
+import pytest
+
+from vitpipeline.demo import save_tiny_vit
+from vitpipeline.rules.pixels import geometry_of, load_processor
+from vitpipeline.stages.infer import PAD_TO, Predictor, padded_length
+
+
+def test_padded_length_rounds_up_to_a_multiple():
+    assert [padded_length(n) for n in (1, 7, 8, 9, 13, 16, 63, 64)] == [8, 8, 8, 16, 16, 16, 64, 64]
+    assert PAD_TO == 8
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+    model = save_tiny_vit(tmp_path_factory.mktemp("tiny"))
+    p = Predictor(model, geometry_of(load_processor(model)), precision="fp32", top_k=3)
+    lengths = []
+    p._model.register_forward_pre_hook(
+        lambda _m, _args, kwargs: lengths.append(len(kwargs["pixel_values"])), with_kwargs=True
+    )
+    return p, lengths
+
+
+def _batch(images: np.ndarray) -> dict:
+    n = len(images)
+    return {
+        "path": np.array([f"img{i}" for i in range(n)], dtype=object),
+        "label": np.array(["x"] * n, dtype=object),
+        "image": images,
+    }
+
+
+def test_a_short_batch_runs_padded_and_predicts_as_if_alone(predictor):
+    p, lengths = predictor
+    side = p._geometry.height
+    images = np.random.default_rng(0).integers(0, 255, (13, side, side, 3), dtype=np.uint8)
+    lengths.clear()
+    short = p(_batch(images))
+    assert lengths == [16]
+    assert len(short["path"]) == len(short["top_labels"]) == 13
+    for i in (0, 6, 12):  # each image alone (padded to 8) gets the same labels and scores
+        alone = p(_batch(images[i : i + 1]))
+        assert list(alone["top_labels"][0]) == list(short["top_labels"][i])
+        np.testing.assert_allclose(alone["top_scores"][0], short["top_scores"][i], rtol=1e-4, atol=1e-6)
+    assert lengths[1:] == [8, 8, 8]
