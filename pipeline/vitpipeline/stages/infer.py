@@ -113,8 +113,8 @@ class Predictor:
 
         n = len(images)
         images = np.ascontiguousarray(images)
-        if padded_length(n) > n:
-            images = np.concatenate([images, np.zeros((padded_length(n) - n, *images.shape[1:]), images.dtype)])
+        if (pad := padded_length(n) - n) > 0:
+            images = np.concatenate([images, np.zeros((pad, *images.shape[1:]), images.dtype)])
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast):
             x = torch.from_numpy(images).to(self._device, non_blocking=True)
             x = normalize(x, self._geometry).to(self._dtype)

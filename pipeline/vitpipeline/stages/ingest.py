@@ -65,10 +65,9 @@ class _AttachLabels:
 FILES_PER_BLOCK = 256
 MIN_BLOCKS = 64  # so that a small listing still spreads over a cluster's nodes
 
-# What a task hands on, though, is blocks of at most BLOCK_BYTES (4 MiB: 27 images of
-# 3x224x224 uint8), whatever the listing's size: a task's share of the listing grows with
-# the listing (31 files a task for 2,000 images, 250 for 16,000), and blocks as large as the
-# task made prediction's peak memory 1.27-1.30x as high at 16,000 images as at 2,000.
+# What a task holds at once and hands on, though, is blocks of at most BLOCK_BYTES (4 MiB: 27
+# images of 3x224x224 uint8), whatever the listing's size: a task's share of the listing
+# grows with the listing (31 files a task for 2,000 images, 250 for 16,000).
 BLOCK_BYTES = 4 << 20
 
 
