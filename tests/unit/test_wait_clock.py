@@ -61,3 +61,37 @@ def test_an_empty_first_pass_ends_at_once():
     clock = WaitClock()
     assert list(clock.timed([])) == []
     assert clock.batches == 0
+
+
+def test_a_worker_asks_for_its_shard_before_importing_the_trainer():
+    """Asking for the shard starts the stream's coordinator (an actor: seconds to start), and
+    the Trainer's imports take seconds too: the worker must ask first, so that the two overlap.
+    Run in a fresh interpreter, where nothing has imported transformers yet."""
+    import subprocess
+    import sys
+    import textwrap
+
+    probe = textwrap.dedent(
+        """
+        import sys, types
+        import ray.train
+        from vitpipeline.stages import train
+
+        class Asked(Exception):
+            pass
+
+        def get_dataset_shard(name):
+            raise Asked("transformers" in sys.modules)
+
+        ray.train.get_context = lambda: None
+        ray.train.get_dataset_shard = get_dataset_shard
+        plan = types.SimpleNamespace(threads=1, use_gpu=False, batch_size=8, geometry=None, augment=False)
+        try:
+            train.train_loop(plan)
+        except Asked as e:
+            print("transformers imported before the shard was asked for:", e.args[0])
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "transformers imported before the shard was asked for: False" in out.stdout, out.stdout + out.stderr[-2000:]

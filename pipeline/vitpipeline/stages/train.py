@@ -222,27 +222,15 @@ _END = object()
 
 def train_loop(plan: TrainPlan) -> None:
     """Runs on every Ray Train worker."""
-    import numpy as np
     import ray.train
     import torch
-    import torch.distributed as dist
-    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
-    from transformers import (
-        AutoModelForImageClassification,
-        Trainer,
-        TrainerCallback,
-        TrainingArguments,
-    )
-
-    from ..metrics import load_accuracy
-    from ..rules.pixels import load_processor
-    from ..storage.models import local_model
 
     torch.set_num_threads(plan.threads)
     ctx = ray.train.get_context()
     # Each epoch streams the shards again: the collate step draws new crops every pass, on
     # the worker's own device, two batches ahead of the step that needs them. The first pass
-    # starts here, before the model loads (see WaitClock).
+    # starts here, before anything else (see WaitClock): asking for the shard is what starts
+    # its stream's coordinator, so it goes before the Trainer's imports, which take seconds.
     device = None
     if plan.use_gpu:
         import ray.train.torch
@@ -257,6 +245,20 @@ def train_loop(plan: TrainPlan) -> None:
             prefetch_batches=2,
         )
     )
+
+    import torch.distributed as dist
+    from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
+    from transformers import (
+        AutoModelForImageClassification,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from ..metrics import load_accuracy
+    from ..rules.pixels import load_processor
+    from ..storage.models import local_model
+
     id2label = dict(enumerate(plan.class_names))
     model_dir = local_model(plan.model, plan.storage)
     model = AutoModelForImageClassification.from_pretrained(
