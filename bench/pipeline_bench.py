@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,32 +37,39 @@ def measure(
     """Run one row in its own process (`python -m MODULE NAME IMAGES MODEL OUT *EXTRA`), sampling
     its process tree's memory; the row prints `BENCH {json}` with its seconds and items."""
     out = tempfile.mkdtemp(prefix=f"bench-{name}-")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "1"}
-    env.pop("RAY_ADDRESS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, name, str(images), model, out, *extra],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    ps = psutil.Process(proc.pid)
-    peak, start = 0, time.monotonic()
-    while proc.poll() is None:
-        peak = max(peak, tree_rss(ps))
-        if time.monotonic() - start > timeout:
-            for child in ps.children(recursive=True):
-                child.kill()
-            proc.kill()
-            return {"name": name, "error": f"timed out after {timeout:.0f}s (deadlock?)", "peak_rss_mib": peak / 2**20}
-        time.sleep(0.25)
-    lines = [line for line in proc.stdout.read().splitlines() if line.startswith("BENCH ")]
-    if proc.returncode != 0 or not lines:
-        return {"name": name, "error": f"exit {proc.returncode}", "peak_rss_mib": peak / 2**20}
-    result = json.loads(lines[-1][6:])
-    result.update(name=name, peak_rss_mib=peak / 2**20, rate=result["items"] / result["seconds"])
-    return result
+    try:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_DEDUP_LOGS": "1"}
+        env.pop("RAY_ADDRESS", None)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, name, str(images), model, out, *extra],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        ps = psutil.Process(proc.pid)
+        peak, start = 0, time.monotonic()
+        while proc.poll() is None:
+            peak = max(peak, tree_rss(ps))
+            if time.monotonic() - start > timeout:
+                for child in ps.children(recursive=True):
+                    child.kill()
+                proc.kill()
+                return {
+                    "name": name,
+                    "error": f"timed out after {timeout:.0f}s (deadlock?)",
+                    "peak_rss_mib": peak / 2**20,
+                }
+            time.sleep(0.25)
+        lines = [line for line in proc.stdout.read().splitlines() if line.startswith("BENCH ")]
+        if proc.returncode != 0 or not lines:
+            return {"name": name, "error": f"exit {proc.returncode}", "peak_rss_mib": peak / 2**20}
+        result = json.loads(lines[-1][6:])
+        result.update(name=name, peak_rss_mib=peak / 2**20, rate=result["items"] / result["seconds"])
+        return result
+    finally:
+        shutil.rmtree(out, ignore_errors=True)  # a 16,000-image row leaves 2 GB of shards
 
 
 def median_run(runs: list[dict]) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -62,12 +63,20 @@ def full_run(digits, s3, tmp_path_factory):
     )
     # Every request of the run passes a recording proxy: the order of its writes is proven
     # from what the S3 server was asked, not from one-second LastModified stamps.
+    workdirs = set(Path(tempfile.gettempdir()).glob("vitpipeline-train-*"))  # the workers' temp dir is ours
     with FaultProxy(s3.endpoint) as proxy:
         proc = run_cli(tmp_path_factory.mktemp("cfg"), config, ThroughProxy(s3, proxy))
         seen = list(proxy.seen)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = read_json(s3, "runs", "out/digits-full/summary.json")
-    return {"proc": proc, "summary": summary, "config": config, "seen": seen}
+    left = set(Path(tempfile.gettempdir()).glob("vitpipeline-train-*")) - workdirs
+    return {"proc": proc, "summary": summary, "config": config, "seen": seen, "left_behind": left}
+
+
+def test_training_leaves_no_working_directory_on_the_node(full_run):
+    """Each worker's Trainer saves checkpoints (model and optimizer state) in a local working
+    directory before Ray Train uploads them; once the run is over, none of it may stay."""
+    assert not full_run["left_behind"], sorted(str(p) for p in full_run["left_behind"])
 
 
 EARLIER_ATTEMPT = "20261125T000000Z-deadbeef"

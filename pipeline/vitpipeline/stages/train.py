@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -436,7 +437,13 @@ def train_loop(plan: TrainPlan) -> None:
         trainer.add_callback(FailOnce())
     trainer = prepare_trainer(trainer)
 
-    trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        # Every checkpoint has been reported (uploaded) to the run's storage by now; the
+        # Trainer's own copies here (the model and its optimizer state) would otherwise stay
+        # on the node's disk after every run and every failed attempt.
+        shutil.rmtree(workdir, ignore_errors=True)
 
     # Prove synchronisation: gather each worker's parameter digest.
     digest = weights_digest(trainer.model)
