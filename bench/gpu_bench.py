@@ -121,7 +121,13 @@ def model_rows(model_name: str, batch: int, steps: int, num_labels: int = 10) ->
 
 
 def pipeline_row(model_name: str, images: int, batch: int) -> dict:
-    """JPEGs on disk → prepare tasks → Predictor actor(s), one per GPU (or the CPU pool)."""
+    """JPEGs on disk → prepare tasks → Predictor actor(s), one per GPU (or the CPU pool); its
+    images and model in a directory removed afterwards (20,000 JPEGs on a GPU)."""
+    with tempfile.TemporaryDirectory(prefix="bench-gpu-", ignore_cleanup_errors=True) as work:
+        return _pipeline_row(Path(work), model_name, images, batch)
+
+
+def _pipeline_row(work: Path, model_name: str, images: int, batch: int) -> dict:
     import numpy as np
     import ray
     from PIL import Image
@@ -134,7 +140,6 @@ def pipeline_row(model_name: str, images: int, batch: int) -> dict:
     from vitpipeline.stages.prepare import prepared, usable_rows
     from vitpipeline.storage.store import Store
 
-    work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     cfg = MODELS[model_name]
     ViTForImageClassification(ViTConfig(**cfg, num_labels=10)).save_pretrained(work / "model")
     side = cfg["image_size"]
