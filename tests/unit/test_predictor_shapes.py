@@ -48,3 +48,18 @@ def test_a_short_batch_runs_padded_and_predicts_as_if_alone(predictor):
         assert list(alone["top_labels"][0]) == list(short["top_labels"][i])
         np.testing.assert_allclose(alone["top_scores"][0], short["top_scores"][i], rtol=1e-4, atol=1e-6)
     assert lengths[1:] == [8, 8, 8]
+
+
+def test_bf16_inference_runs_in_bf16_weights_and_scores_as_fp32_does(predictor, tmp_path):
+    """bf16 casts the weights themselves, on CPU as on GPU (no fp32 weights under autocast),
+    and the top labels' scores stay within bf16's rounding of the fp32 ones."""
+    import torch
+
+    p32, _ = predictor
+    model = save_tiny_vit(tmp_path / "tiny")
+    p16 = Predictor(model, p32._geometry, precision="bf16", top_k=3)
+    assert {t.dtype for t in p16._model.parameters()} == {torch.bfloat16}
+    side = p32._geometry.height
+    images = np.random.default_rng(1).integers(0, 255, (16, side, side, 3), dtype=np.uint8)
+    a, b = p32(_batch(images)), p16(_batch(images))
+    np.testing.assert_allclose(np.stack(b["top_scores"]), np.stack(a["top_scores"]), atol=0.02)

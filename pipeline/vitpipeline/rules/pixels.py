@@ -104,17 +104,32 @@ def draft_size(g: Geometry) -> tuple[int, int]:
     return (side, side) if g.resize is None else (g.resize[1], g.resize[0])
 
 
-def normalize(images, g: Geometry):
-    """NxHxWx3 uint8 (tensor or array) -> Nx3xHxW float32 tensor, on the images' device."""
+def tensor_of(images):
+    """A torch view of NxHxWx3 uint8 images (a tensor is returned as it is). Ray's blocks are
+    read-only arrays; the view shares their memory, and nothing here writes to it."""
+    import warnings
+
     import torch
 
-    if isinstance(images, np.ndarray) and not images.flags.writeable:
-        images = images.copy()  # torch wants writable memory (Ray's blocks are read-only)
-    x = torch.as_tensor(images)
-    mean = torch.tensor(g.mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(g.std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    x = x.permute(0, 3, 1, 2).to(torch.float32) * g.rescale
-    return (x - mean) / std
+    if not isinstance(images, np.ndarray):
+        return images
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(images)
+
+
+def normalize(images, g: Geometry, dtype=None):
+    """NxHxWx3 uint8 (tensor or array) -> Nx3xHxW float tensor on the images' device, in
+    `dtype` (float32 if not given), the channels last in memory. ((x · rescale) − mean) / std
+    runs as one multiply and one add in place on a float32 copy, a third of the time of the
+    four passes it would otherwise take."""
+    import torch
+
+    x = tensor_of(images).to(torch.float32, copy=True)
+    scale = torch.tensor([g.rescale / s for s in g.std], dtype=torch.float32, device=x.device)
+    bias = torch.tensor([-m / s for m, s in zip(g.mean, g.std, strict=True)], dtype=torch.float32, device=x.device)
+    x = x.mul_(scale).add_(bias)
+    return x.to(dtype or torch.float32).permute(0, 3, 1, 2)
 
 
 def augment(images, g: Geometry):
@@ -125,9 +140,7 @@ def augment(images, g: Geometry):
     from torchvision.transforms.v2 import RandomResizedCrop
     from torchvision.transforms.v2 import functional as F
 
-    if isinstance(images, np.ndarray) and not images.flags.writeable:
-        images = images.copy()
-    x = torch.as_tensor(images).permute(0, 3, 1, 2)  # N,3,H,W
+    x = tensor_of(images).permute(0, 3, 1, 2)  # N,3,H,W
     out = torch.empty_like(x)
     for i in range(x.shape[0]):
         top, left, h, w = RandomResizedCrop.get_params(x[i], list(CROP_SCALE), list(CROP_RATIO))

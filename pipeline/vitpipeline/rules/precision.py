@@ -3,9 +3,11 @@
 `auto` (the default) picks bf16 where the hardware computes it natively: CUDA GPUs with bf16
 support (Ampere and later), and CPUs with AMX or AVX-512 BF16 (Sapphire Rapids and later,
 Zen 4 and later), where oneDNN runs bf16 matmuls several times faster than fp32. Elsewhere it
-picks fp16 on older GPUs and fp32 on CPUs, where bf16 would be emulated and slower. Weights
-stay fp32 and the forward pass runs under autocast, so layer norms, softmax and the loss keep
-fp32 accuracy; an explicit `fp32` turns it all off.
+picks fp16 on older GPUs and fp32 on CPUs, where bf16 would be emulated and slower. Training
+keeps fp32 master weights and runs its forward pass under autocast, so the loss and the
+optimizer's updates keep fp32 accuracy. Inference casts the weights themselves, on CPU as on
+GPU (PyTorch's bf16 layer norm and softmax still accumulate in fp32); an explicit `fp32` turns
+it all off.
 """
 
 from __future__ import annotations

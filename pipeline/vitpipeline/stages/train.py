@@ -157,12 +157,11 @@ class ModelInputs:
     def __call__(self, batch: dict) -> dict:
         import torch
 
-        from ..rules.pixels import augment, normalize
+        from ..rules.pixels import augment, normalize, tensor_of
 
         if "image" not in batch:  # already model-ready floats (the bench's notebook baseline feeds these)
             return {k: torch.as_tensor(batch[k]).to(self._device or "cpu") for k in ("pixel_values", "labels")}
-        images = torch.from_numpy(np.array(batch["image"], copy=not batch["image"].flags.writeable))
-        images = images.to(self._device or "cpu", non_blocking=True)
+        images = tensor_of(batch["image"]).to(self._device or "cpu", non_blocking=True)
         if self._augment:
             images = augment(images, self._geometry)
         return {
