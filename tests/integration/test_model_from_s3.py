@@ -72,3 +72,21 @@ def test_s3_prefix_without_a_saved_model_is_refused(s3_env):
     with pytest.raises(FileNotFoundError, match="holds no config.json"):
         local_model("s3://notmodels/x", StorageSpec())
     assert not os.path.exists(cache_dir("s3://notmodels/x"))
+
+
+def test_the_model_cache_lets_the_least_recently_used_copy_go(s3_env, tmp_path, monkeypatch):
+    """With no room to spare, a second model's copy pushes out the first one (unused for an
+    hour); asking for the first again copies it again."""
+    import time
+
+    client = s3_env.client()
+    client.create_bucket(Bucket="zoo")
+    for name in ("one", "two"):
+        upload_dir(client, "zoo", name, save_tiny_vit(tmp_path / name, num_labels=2))
+    monkeypatch.setenv("VITPIPELINE_CACHE_GIB", "0")
+    one = local_model("s3://zoo/one", StorageSpec())
+    an_hour_ago = time.time() - 3600
+    os.utime(one, (an_hour_ago, an_hour_ago))
+    two = local_model("s3://zoo/two", StorageSpec())
+    assert os.listdir(os.path.dirname(two)) == [os.path.basename(two)]
+    assert local_model("s3://zoo/one", StorageSpec()) == one and os.path.isfile(os.path.join(one, "config.json"))

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import pytest
+from ray.train import Checkpoint
 
 from vitpipeline.storage.checkpoints import local_copy
 
 
-@pytest.fixture()
-def checkpoint(tmp_path):
-    from ray.train import Checkpoint
-
-    src = tmp_path / "checkpoint_000001" / "checkpoint"
+def _checkpoint(root, name: str = "checkpoint_000001"):
+    src = root / name / "checkpoint"
     src.mkdir(parents=True)
     (src / "model.safetensors").write_bytes(os.urandom(1 << 20))
     (src / "config.json").write_text('{"model_type": "vit"}')
-    return Checkpoint.from_directory(str(tmp_path / "checkpoint_000001"))
+    return Checkpoint.from_directory(str(root / name))
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    return _checkpoint(tmp_path)
 
 
 def _stat(path: str) -> tuple[int, int]:
@@ -55,3 +59,38 @@ def test_concurrent_copies_all_read_the_whole_checkpoint(checkpoint, tmp_path, m
     assert all(g == want for g in got)
     # Whoever lost the race cleaned up its staging copy.
     assert os.listdir(tmp_path / "node" / "vitpipeline-checkpoints") == [os.path.basename(local_copy(checkpoint))]
+
+
+def _age(path: str, seconds: float) -> None:
+    when = time.time() - seconds
+    os.utime(path, (when, when))
+
+
+def test_the_node_keeps_its_copies_within_budget_least_recently_used_first(tmp_path, monkeypatch):
+    """Each copy is 1 MiB; with a 2.5 MiB budget a third copy pushes out the least recently
+    used one, while a copy used within the grace period and a fresh staging directory stay
+    and a staging directory a killed process left an hour ago goes."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "node"))
+    monkeypatch.setenv("VITPIPELINE_CACHE_GIB", str(2.5 / 1024))
+    a, b = local_copy(_checkpoint(tmp_path, "a")), local_copy(_checkpoint(tmp_path, "b"))
+    _age(a, 3600)
+    _age(b, 1800)
+    root = os.path.dirname(a)
+    dead, alive = os.path.join(root, ".staging-dead"), os.path.join(root, ".staging-alive")
+    os.makedirs(dead), os.makedirs(alive)
+    _age(dead, 3600)
+    c = local_copy(_checkpoint(tmp_path, "c"))
+    assert sorted(os.listdir(root)) == sorted(os.path.basename(p) for p in (b, c, alive))
+
+    local_copy(Checkpoint.from_directory(str(tmp_path / "b")))  # b used again
+    _age(c, 3600)
+    d = local_copy(_checkpoint(tmp_path, "d"))  # c is now the least recently used
+    assert sorted(os.listdir(root)) == sorted(os.path.basename(p) for p in (b, d, alive))
+
+
+def test_copies_in_use_are_kept_even_over_budget(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "node"))
+    monkeypatch.setenv("VITPIPELINE_CACHE_GIB", "0")
+    first = local_copy(_checkpoint(tmp_path, "a"))
+    second = local_copy(_checkpoint(tmp_path, "b"))
+    assert sorted(os.listdir(os.path.dirname(first))) == sorted(os.path.basename(p) for p in (first, second))

@@ -4,7 +4,8 @@
 serialises downloads that overlap: a process starting after the first copy finished
 downloads again over files another process is loading. Here each process downloads into
 a staging directory of its own and renames it into place; the rename is atomic, and a copy
-already in place wins.
+already in place wins. Copies are kept by `storage.cache` (least recently used go first once
+the cache outgrows its budget).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import os
 import shutil
 import tempfile
 
+from .cache import settle, used
+
 
 def local_copy(checkpoint) -> str:
     """A complete local directory holding `checkpoint`'s files."""
     root = os.path.join(tempfile.gettempdir(), "vitpipeline-checkpoints")
     key = f"{type(checkpoint.filesystem).__name__}:{checkpoint.path}"
     target = os.path.join(root, hashlib.sha256(key.encode()).hexdigest()[:20])
-    if os.path.isdir(target):
+    if used(target):
         return target
     os.makedirs(root, exist_ok=True)
     staging = tempfile.mkdtemp(dir=root, prefix=".staging-")
@@ -32,4 +35,5 @@ def local_copy(checkpoint) -> str:
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    settle(root, keep=target)
     return target

@@ -5,7 +5,8 @@ callback saves the model in its `checkpoint/` folder, which is where it is loade
 
 An `s3://` model is copied once per machine into a local cache directory and loaded from
 there, so every process that needs it (driver, training workers, inference
-actors) gets the same files, on clusters with no route to the Hub.
+actors) gets the same files, on clusters with no route to the Hub. The cache is bounded
+(`storage.cache`: least recently used copies go first).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import uuid
 
 from ..config import StorageSpec
 from ..storage.layout import is_s3
+from .cache import settle, used
 
 COMPLETE = ".vitpipeline-complete"
 # RayTrainReportCallback.CHECKPOINT_NAME: the folder of a Ray Train checkpoint holding the model.
@@ -65,7 +67,7 @@ def local_model(name: str, storage: StorageSpec) -> str:
         is_checkpoint = not os.path.exists(os.path.join(name, "config.json")) and os.path.isdir(inner)
         return inner if is_checkpoint else name
     dest = cache_dir(name)
-    if os.path.exists(os.path.join(dest, COMPLETE)):
+    if os.path.exists(os.path.join(dest, COMPLETE)) and used(dest):
         return dest
     from ..storage.store import Store
 
@@ -92,4 +94,5 @@ def local_model(name: str, storage: StorageSpec) -> str:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    settle(cache_root(), keep=dest)
     return dest

@@ -1,0 +1,74 @@
+"""A node's local caches (copies of `s3://` models, of Ray Train checkpoints): each copy is a
+directory under the cache's root, its modification time when it was last used. After a new
+copy is put in place, the least recently used copies go until the cache fits its budget
+(`VITPIPELINE_CACHE_GIB`, default 8 GiB per cache), and so do staging directories that a
+killed process left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+
+from ..rules.eviction import GRACE_SECONDS, Entry, budget_from, to_evict
+
+STAGING = (".staging-", ".tmp-")  # a copy still being made: a prefix, or part of a name
+
+
+def used(path: str) -> bool:
+    """Marks the copy at `path` as used now; False when there is no such copy."""
+    try:
+        os.utime(path)
+    except OSError:
+        return False
+    return True
+
+
+def _size(path: str) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _remove(root: str, name: str) -> None:
+    """Out of sight in one rename, then deleted."""
+    gone = os.path.join(root, f".evicted-{uuid.uuid4().hex}")
+    try:
+        os.rename(os.path.join(root, name), gone)
+    except OSError:
+        return
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def settle(root: str, keep: str) -> list[str]:
+    """Removes what the budget and the grace period allow; returns the names removed."""
+    now = time.time()
+    entries, removed = [], []
+    with os.scandir(root) as it:
+        for d in it:
+            if not d.is_dir(follow_symlinks=False):
+                continue
+            mtime = d.stat(follow_symlinks=False).st_mtime
+            if d.name.startswith(".evicted-") or any(s in d.name for s in STAGING):
+                if now - mtime >= GRACE_SECONDS:  # left by a process that died making it
+                    _remove(root, d.name)
+                    removed.append(d.name)
+                continue
+            entries.append(Entry(d.name, _size(d.path), mtime))
+    budget = budget_from(os.environ.get("VITPIPELINE_CACHE_GIB"))
+    for name in to_evict(entries, os.path.basename(keep), budget, now):
+        try:
+            if time.time() - os.stat(os.path.join(root, name)).st_mtime < GRACE_SECONDS:
+                continue  # used since the scan
+        except OSError:
+            continue
+        _remove(root, name)
+        removed.append(name)
+    return removed
