@@ -25,6 +25,7 @@ from .errors import InputError, PipelineError, StorageError
 from .metrics.evaluation import evaluate
 from .rules import resources
 from .rules.counts import Tally, tally
+from .rules.eviction import budget_from
 from .rules.failures import config_uris, error_text, storage_failure
 from .rules.labels import limit_per_class
 from .rules.parts import Resume, fingerprint, plan_parts, resume, true_label
@@ -360,6 +361,7 @@ def run(config: PipelineConfig, echo=print, attempt: str | None = None) -> dict:
     if done is not None:
         echo(f"[vitpipeline] run {config.run_id} already finished: {layout.summary}")
         return done
+    budget_from(os.environ.get("VITPIPELINE_CACHE_GIB"))  # a bad setting is refused before any work
     check_writable(store, layout)
     progress = Progress(store, layout.progress, config.run_id, echo=echo)
     try:

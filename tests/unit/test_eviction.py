@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from vitpipeline.errors import InputError
 from vitpipeline.rules.eviction import DEFAULT_BUDGET_BYTES, GRACE_SECONDS, Entry, budget_from, to_evict
 
 NOW = 1_000_000.0
@@ -37,5 +38,23 @@ def test_budget_from_the_environment():
     assert budget_from("0") == 0
     assert budget_from("1.5") == 3 << 29
     for bad in ("-1", "lots", "nan"):
-        with pytest.raises(ValueError, match="VITPIPELINE_CACHE_GIB: .* is not a number of GiB of at least 0"):
+        with pytest.raises(InputError, match="VITPIPELINE_CACHE_GIB: .* is not a number of GiB of at least 0"):
             budget_from(bad)
+
+
+def test_a_run_with_a_bad_budget_is_refused_before_it_writes_anything(tmp_path, monkeypatch):
+    from vitpipeline import runner
+    from vitpipeline.config import parse_config
+
+    monkeypatch.setenv("VITPIPELINE_CACHE_GIB", "lots")
+    cfg = parse_config(
+        {
+            "runId": "bad-budget",
+            "model": {"name": str(tmp_path / "model")},
+            "inference": {"sources": [{"uri": str(tmp_path / "images")}]},
+            "output": {"uri": str(tmp_path / "runs")},
+        }
+    )
+    with pytest.raises(InputError, match="^VITPIPELINE_CACHE_GIB: 'lots' is not a number of GiB of at least 0$"):
+        runner.run(cfg, echo=lambda *_: None)
+    assert not (tmp_path / "runs").exists()

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import InputError
+
 DEFAULT_BUDGET_BYTES = 8 << 30
 GRACE_SECONDS = 15 * 60
 
@@ -43,5 +45,5 @@ def budget_from(value: str | None) -> int:
     except ValueError:
         gib = -1.0
     if not gib >= 0:
-        raise ValueError(f"VITPIPELINE_CACHE_GIB: {value!r} is not a number of GiB of at least 0")
+        raise InputError(f"VITPIPELINE_CACHE_GIB: {value!r} is not a number of GiB of at least 0")
     return int(gib * (1 << 30))
