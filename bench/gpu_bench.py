@@ -3,7 +3,7 @@
 Three rows, each with images/s and its MFU (model FLOPs utilisation) against the device's
 dense bf16 peak:
 - train: forward + backward + AdamW in bf16 autocast on a fixed in-memory batch;
-- infer: forward only, bf16, `inference_mode`;
+- infer: forward only, in bf16 weights as the Predictor runs it, `inference_mode`;
 - pipeline: JPEG bytes → the pipeline's own prepare tasks → its Predictor actor, on Ray.
 
 The model is built from `ViTConfig` (no Hub). On a machine without a GPU the same code runs
@@ -86,6 +86,8 @@ def _timed_steps(fn, steps: int, warmup: int, sync) -> float:
 
 
 def model_rows(model_name: str, batch: int, steps: int, num_labels: int = 10) -> list[dict]:
+    import copy
+
     import torch
     from transformers import ViTConfig, ViTForImageClassification
 
@@ -106,9 +108,13 @@ def model_rows(model_name: str, batch: int, steps: int, num_labels: int = 10) ->
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    # Inference as the Predictor runs it: the weights themselves in bf16, no autocast.
+    infer_model = copy.deepcopy(model).to(torch.bfloat16).eval()
+    x16 = x.to(torch.bfloat16)
+
     def infer_step():
-        with torch.inference_mode(), autocast:
-            model(pixel_values=x)
+        with torch.inference_mode():
+            infer_model(pixel_values=x16)
 
     flops, peak = forward_flops(cfg, num_labels), peak_flops(device)
     rows = []
