@@ -94,3 +94,30 @@ def test_copies_in_use_are_kept_even_over_budget(tmp_path, monkeypatch):
     first = local_copy(_checkpoint(tmp_path, "a"))
     second = local_copy(_checkpoint(tmp_path, "b"))
     assert sorted(os.listdir(os.path.dirname(first))) == sorted(os.path.basename(p) for p in (first, second))
+
+
+def test_a_copy_removed_by_another_process_while_listed_is_skipped(tmp_path, monkeypatch):
+    """Another process's staging directory (or an eviction) may vanish between the listing of
+    the cache and the look at its entry: settling skips it rather than failing the load."""
+    from vitpipeline.storage import cache
+
+    root = tmp_path / "cache"
+    (root / "kept").mkdir(parents=True)
+    (root / ".staging-other").mkdir()
+    real_scandir = os.scandir
+
+    class RacingScandir:  # lists the directory, then the other process removes its staging copy
+        def __init__(self, path):
+            self._it = real_scandir(path)
+            self._entries = list(self._it)
+            os.rmdir(root / ".staging-other")
+
+        def __enter__(self):
+            return iter(self._entries)
+
+        def __exit__(self, *exc):
+            self._it.close()
+
+    monkeypatch.setattr(cache.os, "scandir", RacingScandir)
+    assert cache.settle(str(root), keep=str(root / "kept")) == []
+    assert os.listdir(root) == ["kept"]

@@ -55,7 +55,10 @@ def settle(root: str, keep: str) -> list[str]:
         for d in it:
             if not d.is_dir(follow_symlinks=False):
                 continue
-            mtime = d.stat(follow_symlinks=False).st_mtime
+            try:  # another process may remove it meanwhile: its staging copy, an eviction
+                mtime = d.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue
             if d.name.startswith(".evicted-") or any(s in d.name for s in STAGING):
                 if now - mtime >= GRACE_SECONDS:  # left by a process that died making it
                     _remove(root, d.name)
