@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass
 
@@ -286,7 +285,9 @@ def train_loop(plan: TrainPlan) -> None:
     from ..rules.precision import for_this_process
 
     precision = for_this_process(plan.precision, plan.use_gpu)
-    workdir = tempfile.mkdtemp(prefix="vitpipeline-train-")
+    from ..storage.cache import scratch_dir
+
+    workdir = scratch_dir("vitpipeline-train-")  # and those of workers killed before their `finally`
     args = TrainingArguments(
         # Mixed precision: fp32 master weights, matmuls in bf16/fp16 under autocast.
         bf16=precision == "bf16",

@@ -1,14 +1,20 @@
-"""A node's local caches (copies of `s3://` models, of Ray Train checkpoints): each copy is a
-directory under the cache's root, its modification time when it was last used. After a new
-copy is put in place, the least recently used copies go until the cache fits its budget
-(`VITPIPELINE_CACHE_GIB`, default 8 GiB per cache), and so do staging directories that a
-killed process left behind.
+"""What the pipeline keeps on a node's disk, and how it goes.
+
+- Caches (copies of `s3://` models, of Ray Train checkpoints): each copy is a directory under
+  the cache's root, its modification time when it was last used. After a new copy is put in
+  place, the least recently used copies go until the cache fits its budget
+  (`VITPIPELINE_CACHE_GIB`, default 8 GiB per cache), and so do staging directories that a
+  killed process left behind.
+- Scratch directories (a training worker's Trainer working directory): named with the
+  process id; the process removes its own when done, and the next one made on the node
+  removes those whose process is gone (killed before it could clean up).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
 import uuid
 
@@ -75,3 +81,33 @@ def settle(root: str, keep: str) -> list[str]:
         _remove(root, name)
         removed.append(name)
     return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
+
+
+def scratch_dir(prefix: str) -> str:
+    """A new directory `<prefix><pid>-<random>` in the node's temp dir. Those of processes
+    that are gone and that have not changed for the grace period are removed first (a
+    process of another PID namespace sharing the directory looks gone, so the age must agree)."""
+    root = tempfile.gettempdir()
+    now = time.time()
+    with os.scandir(root) as it:
+        for d in it:
+            pid = d.name[len(prefix) :].split("-", 1)[0]
+            if not d.name.startswith(prefix) or not pid.isdigit() or _alive(int(pid)):
+                continue
+            try:
+                if now - d.stat(follow_symlinks=False).st_mtime < GRACE_SECONDS:
+                    continue
+            except OSError:
+                continue
+            shutil.rmtree(d.path, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root)
