@@ -24,12 +24,24 @@ STAGING = (".staging-", ".tmp-")  # a copy still being made: a prefix, or part o
 
 
 def used(path: str) -> bool:
-    """Marks the copy at `path` as used now; False when there is no such copy."""
+    """Marks the copy at `path` as used now; False when there is no such copy. A copy this
+    process may not touch (another user's cache) is still there to load, unmarked."""
     try:
         os.utime(path)
-    except OSError:
+    except FileNotFoundError:
         return False
+    except OSError:
+        return os.path.isdir(path)
     return True
+
+
+def _idle(path: str, now: float) -> float | None:
+    """Seconds since `path` last changed (or was marked used); None once it is gone (another
+    process may remove it at any moment: its staging copy, an eviction)."""
+    try:
+        return now - os.stat(path, follow_symlinks=False).st_mtime
+    except OSError:
+        return None
 
 
 def _size(path: str) -> int:
@@ -61,22 +73,19 @@ def settle(root: str, keep: str) -> list[str]:
         for d in it:
             if not d.is_dir(follow_symlinks=False):
                 continue
-            try:  # another process may remove it meanwhile: its staging copy, an eviction
-                mtime = d.stat(follow_symlinks=False).st_mtime
-            except OSError:
+            idle = _idle(d.path, now)
+            if idle is None:
                 continue
             if d.name.startswith(".evicted-") or any(s in d.name for s in STAGING):
-                if now - mtime >= GRACE_SECONDS:  # left by a process that died making it
+                if idle >= GRACE_SECONDS:  # left by a process that died making it
                     _remove(root, d.name)
                     removed.append(d.name)
                 continue
-            entries.append(Entry(d.name, _size(d.path), mtime))
+            entries.append(Entry(d.name, _size(d.path), now - idle))
     budget = budget_from(os.environ.get("VITPIPELINE_CACHE_GIB"))
     for name in to_evict(entries, os.path.basename(keep), budget, now):
-        try:
-            if time.time() - os.stat(os.path.join(root, name)).st_mtime < GRACE_SECONDS:
-                continue  # used since the scan
-        except OSError:
+        idle = _idle(os.path.join(root, name), time.time())
+        if idle is None or idle < GRACE_SECONDS:  # gone, or used since the scan
             continue
         _remove(root, name)
         removed.append(name)
@@ -104,10 +113,7 @@ def scratch_dir(prefix: str) -> str:
             pid = d.name[len(prefix) :].split("-", 1)[0]
             if not d.name.startswith(prefix) or not pid.isdigit() or _alive(int(pid)):
                 continue
-            try:
-                if now - d.stat(follow_symlinks=False).st_mtime < GRACE_SECONDS:
-                    continue
-            except OSError:
-                continue
-            shutil.rmtree(d.path, ignore_errors=True)
+            idle = _idle(d.path, now)
+            if idle is not None and idle >= GRACE_SECONDS:
+                shutil.rmtree(d.path, ignore_errors=True)
     return tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-", dir=root)
