@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 from .images import PHOTOS, save_bench_model, write_images
-from .pipeline_bench import CACHE, measure
+from .pipeline_bench import CACHE, machine, measure
 
 ROWS = ["predict-ceiling", "predict-ours", "predict-notebook"]
 # BENCH_PREDICT_ROWS: some of ROWS only (e.g. the ceiling and ours, without the notebook's loop)
@@ -69,6 +69,7 @@ def main() -> int:
         client.create_bucket(Bucket=BUCKET)
         os.environ.update(server.env())
         print(f"prediction rows: JPEG bytes on a loopback S3 server -> predictions in S3; model {model}")
+        print(machine())
         for n in sizes:
             images = write_images(CACHE / f"images-{n}", n)
             start = time.perf_counter()
