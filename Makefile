@@ -41,29 +41,21 @@ kind-node: testbed
 PHASE := tests/support/phase.sh
 
 # Every suite, the kind end-to-end run included; ends with the time each phase took.
-# The Go builds of the control plane and the kind node image, and the e2e images, take about
-# half of a cold run; they run in the background (niced; logs: .cache/testbed-build.log,
-# .cache/images-build.log) while the suites that need only the Python env (unit, operator,
-# integration) run, and the suites that need Kubernetes, Helm or the images run after them.
-PY_SUITES := tests/unit tests/operator tests/integration
+# Chromium (for the report's browser test) and the e2e images are installed and built in the
+# background beside the two Go builds (log: .cache/images-build.log).
 test:
 	@$(PHASE) --reset
 	@$(PHASE) "python env (uv sync)" $(MAKE) --no-print-directory setup
 	@$(PHASE) "lint (ruff)" $(MAKE) --no-print-directory lint
-	@$(PHASE) "chromium" $(MAKE) --no-print-directory browser
-	@mkdir -p .cache; set -m; \
-	  nice -n 10 $(PHASE) "e2e images (in the background)" tests/e2e/build-images.sh \
-	    < /dev/null > .cache/images-build.log 2>&1 & images=$$!; \
-	  { nice -n 10 $(PHASE) "testbed (in the background)" $(MAKE) --no-print-directory testbed && \
-	    nice -n 10 $(PHASE) "kind node image (in the background)" $(MAKE) --no-print-directory kind-node; } \
-	    < /dev/null > .cache/testbed-build.log 2>&1 & builds=$$!; set +m; \
-	  trap 'kill -- -$$images -$$builds 2>/dev/null' EXIT; \
-	  VITP_PHASES_KEEP=1 $(PY) -m pytest $(PY_SUITES) -v --durations=10 || exit 1; \
-	  wait $$builds || { tail -n 40 .cache/testbed-build.log >&2; echo "test bed build failed" >&2; exit 1; }; \
-	  grep -h '^\[' .cache/testbed-build.log; \
-	  wait $$images || { tail -n 40 .cache/images-build.log >&2; echo "image build failed" >&2; exit 1; }; \
+	@mkdir -p .cache; \
+	  { $(PHASE) "chromium (beside the Go builds)" tests/support/chromium.sh && \
+	    $(PHASE) "e2e images (beside the Go builds)" tests/e2e/build-images.sh; } > .cache/images-build.log 2>&1 & \
+	  images=$$!; trap 'kill $$images 2>/dev/null' EXIT; \
+	  $(PHASE) "testbed (control plane from Go modules)" $(MAKE) --no-print-directory testbed && \
+	  $(PHASE) "kind node image" $(MAKE) --no-print-directory kind-node && \
+	  { wait $$images || { tail -n 40 .cache/images-build.log >&2; echo "background set-up failed" >&2; exit 1; }; } && \
 	  trap - EXIT
-	$(PY) -m pytest tests $(PY_SUITES:%=--ignore=%) -v --durations=20
+	$(PY) -m pytest tests -v --durations=20
 
 # Debian's Chromium, for the browser test of report.html.
 browser:

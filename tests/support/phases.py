@@ -13,7 +13,6 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-KEEP = "VITP_PHASES_KEEP"  # set: this pytest run's suite times are appended to the log
 
 
 def log_path() -> Path:
@@ -72,23 +71,12 @@ class SuiteClock:
         for name, seconds, status in rows:
             lines.append(f"{name:<44} {_clock(seconds):>8}" + ("" if status == 0 else f"  (exit {status})"))
         for suite, seconds in self.seconds.items():
-            lines.append(f"{f'suite {suite} ({self.tests[suite]} tests)':<44} {_clock(seconds):>8}")
+            lines.append(f"{'suite ' + suite + f' ({self.tests[suite]} tests)':<44} {_clock(seconds):>8}")
         if start is not None:
             lines.append(f"{'make test, wall':<44} {_clock((now or time.time()) - start):>8}")
         return lines
 
-    def keep(self) -> None:
-        """Move the suites timed so far into the log: `make test` runs the suites that need
-        only Python while the test beds build, and the rest in a second pytest run, whose
-        table then shows every suite."""
-        for suite, seconds in self.seconds.items():
-            record(f"suite {suite} ({self.tests[suite]} tests)", seconds)
-        self.seconds.clear()
-        self.tests.clear()
-
     def pytest_terminal_summary(self, terminalreporter):
-        if os.environ.get(KEEP) == "1":
-            self.keep()
         terminalreporter.section("time per phase")
         for line in self.table():
             terminalreporter.write_line(line)

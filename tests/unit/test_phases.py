@@ -40,17 +40,3 @@ def test_table_sums_each_suite_and_ends_with_the_wall_time(tmp_path, monkeypatch
     assert lines[1].split() == ["suite", "unit", "(2", "tests)", "0:06"]
     assert lines[2].split() == ["suite", "e2e", "(1", "tests)", "2:05"]
     assert lines[3].split() == ["make", "test,", "wall", "3:05"]
-
-
-def test_suites_kept_by_a_first_run_are_in_the_last_runs_table(tmp_path, monkeypatch):
-    monkeypatch.setenv("VITP_PHASES", str(tmp_path / "phases.tsv"))
-    (tmp_path / "phases.tsv").write_text("start\t1000.0\t0\n")
-    first = phases.SuiteClock()
-    first.pytest_runtest_logreport(SimpleNamespace(nodeid="tests/integration/test_a.py::t", when="call", duration=70.0))
-    first.keep()
-    assert first.table(now=1000.0)[0].split() == ["suite", "integration", "(1", "tests)", "1:10"]
-    assert len(first.table(now=1000.0)) == 2  # kept once, not listed again as a live suite
-    phases.record("testbed (in the background)", 65.0)
-    last = phases.SuiteClock()
-    last.pytest_runtest_logreport(SimpleNamespace(nodeid="tests/e2e/test_k.py::t", when="call", duration=125.0))
-    assert [line.split()[-1] for line in last.table(now=1000.0 + 300)] == ["1:10", "1:05", "2:05", "5:00"]
