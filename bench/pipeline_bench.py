@@ -73,16 +73,9 @@ def machine() -> str:
     """The CPU the figures come from, and the precision `auto` picks on it: a forward pass in
     bf16 is several times faster than fp32 where the CPU has AMX or AVX-512 BF16, and many
     times slower where it has neither, so figures from two machines compare only with this."""
-    from vitpipeline.rules.precision import NATIVE_BF16_CPU_FLAGS, cpu_flags, resolve
+    from vitpipeline.rules.precision import NATIVE_BF16_CPU_FLAGS, cpu_flags, cpu_info, resolve
 
-    info: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
+    info = cpu_info()
     flags = cpu_flags()
     native = [f for f in NATIVE_BF16_CPU_FLAGS if f in flags]
     return (

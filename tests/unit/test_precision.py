@@ -19,3 +19,13 @@ from vitpipeline.rules.precision import resolve
 )
 def test_resolve(requested, device, cuda_bf16, flags, expected):
     assert resolve(requested, device, cuda_bf16, frozenset(flags)) == expected
+
+
+def test_cpu_flags_are_the_first_cpus_flags_line():
+    """What `auto` decides from on CPU: read here independently of the parser."""
+    from vitpipeline.rules.precision import cpu_flags, cpu_info
+
+    with open("/proc/cpuinfo") as f:
+        first = next(line for line in f if line.startswith("flags"))
+    assert cpu_flags() == frozenset(first.split(":", 1)[1].split()) and cpu_flags()
+    assert cpu_info()["model name"]

@@ -27,16 +27,27 @@ def resolve(requested: str, device: str, cuda_bf16: bool = False, cpu_flags: fro
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """This machine's CPU feature flags (Linux); empty where they cannot be read."""
+def cpu_info() -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo (`model name`, `flags`, ...); empty where they
+    cannot be read (not Linux)."""
+    info: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
+                key, sep, value = line.partition(":")
+                if not sep:
+                    if info:  # the blank line that ends the first CPU's record
+                        break
+                    continue
+                info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return info
+
+
+def cpu_flags() -> frozenset[str]:
+    """This machine's CPU feature flags; empty where they cannot be read."""
+    return frozenset(cpu_info().get("flags", "").split())
 
 
 def for_this_process(requested: str, use_gpu: bool) -> str:
