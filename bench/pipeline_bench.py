@@ -1,6 +1,8 @@
 """`make bench`: this pipeline against the notebook's approach, same machine, same run, same
-images. Each measurement runs in its own process; peak memory is the summed RSS of that
-process's whole tree (driver, GCS, raylet and every Ray worker), sampled every 0.25 s."""
+images. Each measurement runs in its own process; peak memory is taken over that process's
+whole tree (driver, GCS, raylet and every Ray worker), two ways: the summed RSS, sampled
+every 0.25 s, and the summed PSS (each shared page divided among the processes that map it),
+every 2 s."""
 
 from __future__ import annotations
 
@@ -20,14 +22,25 @@ ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / ".cache" / "bench"
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    total = 0
+# Reading PSS makes the kernel walk every mapping of every process: 145 ms for a 24-process
+# Ray tree mid-run (RSS alone: 5 ms), which every 0.25 s took a fifth of this machine's two
+# cores from the row it measured. So PSS is read every PSS_EVERY-th sample (every 2 s).
+PSS_EVERY = 8
+
+
+def tree_memory(proc: psutil.Process, with_pss: bool = True) -> tuple[int, int]:
+    """The tree's summed RSS and summed PSS (0 unless `with_pss`), in bytes. RSS counts a
+    shared page once in every process that maps it: the object store's pages in each worker
+    that touched them, so it grows as a longer run's workers touch more of the store. PSS
+    divides each shared page among its processes, so the tree's PSS is what it holds in RAM."""
+    rss = pss = 0
     for p in [proc, *proc.children(recursive=True)]:
         try:
-            total += p.memory_info().rss
+            m = p.memory_full_info() if with_pss else p.memory_info()
         except psutil.Error:
-            pass
-    return total
+            continue
+        rss, pss = rss + m.rss, pss + getattr(m, "pss", 0)
+    return rss, pss
 
 
 def measure(
@@ -48,9 +61,12 @@ def measure(
             text=True,
         )
         ps = psutil.Process(proc.pid)
-        peak, start = 0, time.monotonic()
+        peak = peak_pss = samples = 0
+        start = time.monotonic()
         while proc.poll() is None:
-            peak = max(peak, tree_rss(ps))
+            rss, pss = tree_memory(ps, with_pss=samples % PSS_EVERY == 0)
+            samples += 1
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             if time.monotonic() - start > timeout:
                 for child in ps.children(recursive=True):
                     child.kill()
@@ -65,8 +81,20 @@ def measure(
         if proc.returncode != 0 or not lines:
             return {"name": name, "error": f"exit {proc.returncode}", "peak_rss_mib": peak / 2**20}
         result = json.loads(lines[-1][6:])
-        result.update(name=name, peak_rss_mib=peak / 2**20, rate=result["items"] / result["seconds"])
+        result.update(
+            name=name,
+            peak_rss_mib=peak / 2**20,
+            peak_pss_mib=peak_pss / 2**20,
+            rate=result["items"] / result["seconds"],
+        )
         return result
+
+
+def memory_growth(small: dict, large: dict) -> str:
+    """How the peak tree memory grew from the smaller size's row to the larger's, RSS and PSS."""
+    return ", ".join(
+        f"{kind} {large[key] / small[key]:.2f}x" for kind, key in (("RSS", "peak_rss_mib"), ("PSS", "peak_pss_mib"))
+    )
 
 
 def machine() -> str:
@@ -102,7 +130,7 @@ def _print(name: str, r: dict, runs: list[dict]) -> None:
     if len(runs) > 1:
         extra += f"  (median of {len(runs)}: " + ", ".join(f"{x['seconds']:.1f}s" for x in runs) + ")"
     print(
-        f"{name:20s} {r['seconds']:8.1f}s  {r['rate']:7.1f} images/s  peak tree RSS {r['peak_rss_mib']:6.0f} MiB{extra}"
+        f"{name:20s} {r['seconds']:8.1f}s  {r['rate']:7.1f} images/s  peak tree RSS {r['peak_rss_mib']:6.0f} MiB, PSS {r['peak_pss_mib']:6.0f} MiB{extra}"
     )
     if r.get("stages"):
         print(" " * 22 + "stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["stages"].items()))
@@ -205,7 +233,7 @@ def main() -> int:
         if len(scale) >= 2 and "scale-ours" in rows:
             a, b = results[f"scale-ours@{scale[0]}"], results[f"scale-ours@{scale[-1]}"]
             if "error" not in a and "error" not in b:
-                print(f"   peak tree memory {scale[-1]} vs {scale[0]}: {b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x")
+                print(f"   peak tree memory {scale[-1]} vs {scale[0]}: {memory_growth(a, b)}")
     (CACHE / "last.json").write_text(json.dumps(results, indent=2))
     return 0
 

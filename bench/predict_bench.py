@@ -1,7 +1,7 @@
 """`make bench`, prediction rows: JPEG bytes on the loopback S3 server → predictions in S3.
 
 At each size (`BENCH_PREDICT_SCALE`, default 2,000 and 16,000 photo-size JPEGs), three rows,
-each in its own process, its peak memory the summed RSS of its whole process tree:
+each in its own process, its peak memory the summed RSS and PSS of its whole process tree:
 - `predict-ceiling`: this machine's limit for the same work, no Ray: one process per core,
   each with the model loaded (not timed), reading the JPEGs from local disk and running the
   pipeline's own decode + resize and its `Predictor` (same precision, one torch thread);
@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 
 from .images import PHOTOS, save_bench_model, write_images
-from .pipeline_bench import CACHE, machine, measure
+from .pipeline_bench import CACHE, machine, measure, memory_growth
 
 ROWS = ["predict-ceiling", "predict-ours", "predict-notebook"]
 # BENCH_PREDICT_ROWS: some of ROWS only (e.g. the ceiling and ours, without the notebook's loop)
@@ -52,7 +52,7 @@ def _print(r: dict, n: int) -> None:
     extra = f"  {r['note']}" if r.get("note") else ""
     print(
         f"{r['name']:18s} {r['seconds']:8.1f}s  {n / r['seconds']:7.1f} images/s  "
-        f"peak tree RSS {r['peak_rss_mib']:6.0f} MiB{extra}"
+        f"peak tree RSS {r['peak_rss_mib']:6.0f} MiB, PSS {r['peak_pss_mib']:6.0f} MiB{extra}"
     )
 
 
@@ -86,10 +86,8 @@ def main() -> int:
                 print(f"   ours vs the ceiling {ceiling['seconds'] / ours['seconds']:.2f}")
         if len(sizes) >= 2:
             a, b = results.get(f"predict-ours@{sizes[0]}", {}), results.get(f"predict-ours@{sizes[-1]}", {})
-            if "peak_rss_mib" in a and "peak_rss_mib" in b and "error" not in a and "error" not in b:
-                print(
-                    f"   ours, peak tree memory {sizes[-1]} vs {sizes[0]}: {b['peak_rss_mib'] / a['peak_rss_mib']:.2f}x"
-                )
+            if "peak_pss_mib" in a and "peak_pss_mib" in b:
+                print(f"   ours, peak tree memory {sizes[-1]} vs {sizes[0]}: {memory_growth(a, b)}")
     finally:
         server.stop()
     CACHE.mkdir(parents=True, exist_ok=True)

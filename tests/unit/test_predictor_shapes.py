@@ -8,7 +8,7 @@ import pytest
 
 from vitpipeline.demo import save_tiny_vit
 from vitpipeline.rules.pixels import geometry_of, load_processor
-from vitpipeline.stages.infer import Predictor, padded_length
+from vitpipeline.stages.infer import CPU_CHUNK, Predictor, padded_length
 
 
 def test_padded_length_rounds_up_to_a_multiple():
@@ -48,6 +48,21 @@ def test_a_short_batch_runs_padded_and_predicts_as_if_alone(predictor):
         assert list(alone["top_labels"][0]) == list(short["top_labels"][i])
         np.testing.assert_allclose(alone["top_scores"][0], short["top_scores"][i], rtol=1e-4, atol=1e-6)
     assert lengths[1:] == [8, 8, 8]
+
+
+def test_a_long_batch_runs_on_cpu_in_chunks_and_predicts_as_if_whole(predictor):
+    """On CPU a batch runs CPU_CHUNK images a pass (activations that stay in the caches), and
+    each image gets the labels and scores it gets in a pass of its own length."""
+    p, lengths = predictor
+    side = p._geometry.height
+    images = np.random.default_rng(1).integers(0, 255, (45, side, side, 3), dtype=np.uint8)
+    lengths.clear()
+    whole = p(_batch(images))
+    assert lengths == [CPU_CHUNK, CPU_CHUNK, 48 - 2 * CPU_CHUNK]
+    for i in (0, 20, 44):
+        alone = p(_batch(images[i : i + 1]))
+        assert list(alone["top_labels"][0]) == list(whole["top_labels"][i])
+        np.testing.assert_allclose(alone["top_scores"][0], whole["top_scores"][i], rtol=1e-4, atol=1e-6)
 
 
 def test_bf16_inference_runs_in_bf16_weights_and_scores_as_fp32_does(predictor, tmp_path):
