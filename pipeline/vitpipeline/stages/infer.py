@@ -1,4 +1,4 @@
-"""Batch inference in Ray Data actors: one forward pass per batch, model loaded once per actor."""
+"""Batch inference in Ray Data actors, the model loaded once per actor."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _lists(rows: list) -> np.ndarray:
 class Predictor:
     """Maps a batch of uint8 `image`s (the model's size) to predicted labels and softmax
     scores, and each image's `top_k` labels with their scores, best first: normalized on the
-    actor's device, one forward pass per batch.
+    actor's device, one forward pass per batch on GPU, CPU_CHUNK images a pass on CPU.
 
     Built once per actor, from a Ray Train checkpoint or a model name as `model.name` takes it
     (an `s3://` model is copied to the actor's machine). The weights are cast to the
