@@ -23,8 +23,8 @@ CACHE = ROOT / ".cache" / "bench"
 
 
 # Reading PSS makes the kernel walk every mapping of every process: 145 ms for a 24-process
-# Ray tree mid-run (RSS alone: 5 ms), which every 0.25 s took a fifth of this machine's two
-# cores from the row it measured. So PSS is read every PSS_EVERY-th sample (every 2 s).
+# Ray tree mid-run (RSS alone: 5 ms), which read every 0.25 s would take about a third of one
+# core from the row it measures. So PSS is read every PSS_EVERY-th sample (every 2 s).
 PSS_EVERY = 8
 
 
