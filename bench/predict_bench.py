@@ -86,7 +86,7 @@ def main() -> int:
                 print(f"   ours vs the ceiling {ceiling['seconds'] / ours['seconds']:.2f}")
         if len(sizes) >= 2:
             a, b = results.get(f"predict-ours@{sizes[0]}", {}), results.get(f"predict-ours@{sizes[-1]}", {})
-            if "peak_pss_mib" in a and "peak_pss_mib" in b:
+            if a and b and "error" not in a and "error" not in b:
                 print(f"   ours, peak tree memory {sizes[-1]} vs {sizes[0]}: {memory_growth(a, b)}")
     finally:
         server.stop()
